@@ -1,0 +1,125 @@
+//! The in-process event stream behind RecordsSubscribe: every accepted write or delete is
+//! offered to the tenant's live subscriptions whose filters match its indexes.
+//!
+//! Handlers are called synchronously from the processing task, so they must be cheap (the HTTP
+//! layer's handler only pushes into a channel). A subscription ends when [`Subscription::close`]
+//! is called or the [`Subscription`] is dropped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use dehr_store::{Filter, Indexes, filter_matches};
+use serde_json::{Map, Value};
+
+/// One event delivered to a subscriber: `{message, initialWrite?}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SubscriptionEvent {
+    pub message: Value,
+    pub initial_write: Option<Value>,
+}
+
+impl SubscriptionEvent {
+    /// The event as the reference sends it: `{"message": …, "initialWrite"?: …}`.
+    pub fn to_json(&self) -> Value {
+        let mut out = Map::new();
+        out.insert("message".into(), self.message.clone());
+        if let Some(initial) = &self.initial_write {
+            out.insert("initialWrite".into(), initial.clone());
+        }
+        Value::Object(out)
+    }
+}
+
+pub type EventHandler = Arc<dyn Fn(SubscriptionEvent) + Send + Sync>;
+
+struct Listener {
+    tenant: String,
+    filters: Vec<Filter>,
+    handler: EventHandler,
+}
+
+#[derive(Default)]
+struct Inner {
+    next_id: AtomicU64,
+    listeners: Mutex<HashMap<u64, Listener>>,
+}
+
+/// Live subscriptions of all tenants.
+#[derive(Clone, Default)]
+pub struct EventStream {
+    inner: Arc<Inner>,
+}
+
+impl EventStream {
+    /// Registers a listener; events flow until the returned subscription is closed or dropped.
+    pub fn subscribe(&self, tenant: &str, filters: Vec<Filter>, handler: EventHandler) -> Subscription {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let listener = Listener { tenant: tenant.to_owned(), filters, handler };
+        if let Ok(mut listeners) = self.inner.listeners.lock() {
+            listeners.insert(id, listener);
+        }
+        Subscription { id, stream: self.clone() }
+    }
+
+    /// Offers an event to every matching listener of `tenant`.
+    pub fn emit(&self, tenant: &str, message: Value, initial_write: Option<Value>, indexes: &Indexes) {
+        let handlers: Vec<EventHandler> = match self.inner.listeners.lock() {
+            Ok(listeners) => listeners
+                .values()
+                .filter(|l| l.tenant == tenant && l.filters.iter().any(|f| filter_matches(f, indexes)))
+                .map(|l| l.handler.clone())
+                .collect(),
+            Err(_) => return,
+        };
+        // Call handlers outside the lock, so a handler may subscribe or close without deadlock.
+        let event = SubscriptionEvent { message, initial_write };
+        for handler in handlers {
+            handler(event.clone());
+        }
+    }
+
+    fn remove(&self, id: u64) {
+        if let Ok(mut listeners) = self.inner.listeners.lock() {
+            listeners.remove(&id);
+        }
+    }
+
+    /// Number of live subscriptions (for metrics and tests).
+    pub fn len(&self) -> usize {
+        self.inner.listeners.lock().map(|l| l.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A live subscription; dropping it closes it.
+#[derive(Debug)]
+pub struct Subscription {
+    id: u64,
+    stream: EventStream,
+}
+
+impl Subscription {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn close(self) {
+        // Dropping does the work.
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.stream.remove(self.id);
+    }
+}
+
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream").field("subscriptions", &self.len()).finish()
+    }
+}

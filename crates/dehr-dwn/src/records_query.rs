@@ -1,0 +1,282 @@
+//! RecordsQuery and RecordsSubscribe: finding records by filter, with the reference's visibility
+//! rules. The owner sees every record; anyone else sees published records, unpublished records
+//! they wrote or received, and (when invoking a protocol role) what the role may query; an
+//! anonymous caller sees published records only.
+
+use dehr_store::{Condition, Cursor, Filter, IndexValue, Pagination, Sort};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::auth::{self, signer_did};
+use crate::dwn::Dwn;
+use crate::error::{DwnError, ErrorCode, fail};
+use crate::events::EventHandler;
+use crate::filter::{DateSort, OneOrMany, RecordsFilter};
+use crate::message::{Authorization, GenericSignaturePayload, check_timestamp, parse_json};
+use crate::records_write::RecordMessage;
+use crate::reply::Reply;
+use crate::url::{validate_protocol_url, validate_schema_url};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PaginationCursorJson {
+    pub message_cid: String,
+    pub value: Value,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PaginationJson {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<PaginationCursorJson>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecordsQueryDescriptor {
+    pub interface: String,
+    pub method: String,
+    pub message_timestamp: String,
+    pub filter: RecordsFilter,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date_sort: Option<DateSort>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pagination: Option<PaginationJson>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecordsQueryMessage {
+    pub descriptor: RecordsQueryDescriptor,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<Authorization>,
+}
+
+/// A parsed RecordsQuery or RecordsSubscribe (they share their shape).
+struct ParsedQuery {
+    message: RecordsQueryMessage,
+    author: Option<String>,
+    payload: Option<GenericSignaturePayload>,
+}
+
+fn parse(value: Value, method: &str) -> Result<ParsedQuery, DwnError> {
+    let message: RecordsQueryMessage = parse_json(value, &format!("Records{method}"))?;
+    let d = &message.descriptor;
+    if d.interface != "Records" || d.method != method {
+        return fail(ErrorCode::SchemaValidatorFailure, format!("descriptor must have interface Records and method {method}"));
+    }
+    check_timestamp("messageTimestamp", &d.message_timestamp)?;
+    d.filter.validate()?;
+    if d.filter.published == Some(false) && d.date_sort.is_some_and(|s| matches!(s, DateSort::PublishedAscending | DateSort::PublishedDescending)) {
+        return fail(
+            ErrorCode::SchemaValidatorFailure,
+            "queries must not filter for `published:false` and sort by the published date",
+        );
+    }
+    if let Some(p) = &d.pagination
+        && p.limit == Some(0)
+    {
+        return fail(ErrorCode::SchemaValidatorFailure, "pagination.limit must be at least 1");
+    }
+    let (author, payload) = match &message.authorization {
+        Some(a) => {
+            let payload: GenericSignaturePayload =
+                auth::validate_signature_structure(&a.signature, d, |p: &GenericSignaturePayload| p.descriptor_cid.as_str())?;
+            (Some(signer_did(&a.signature)?), Some(payload))
+        }
+        None => (None, None),
+    };
+    if payload.as_ref().is_some_and(|p| p.protocol_role.is_some()) && d.filter.protocol_path.is_none() {
+        return fail(
+            ErrorCode::RecordsQueryFilterMissingRequiredProperties,
+            "Role-authorized queries must include `protocolPath` in the filter",
+        );
+    }
+    if let Some(protocol) = &d.filter.protocol {
+        validate_protocol_url(protocol)?;
+    }
+    if let Some(schema) = &d.filter.schema {
+        validate_schema_url(schema)?;
+    }
+    Ok(ParsedQuery { message, author, payload })
+}
+
+fn includes_published(f: &RecordsFilter) -> bool {
+    f.date_published.is_some() || f.published != Some(false)
+}
+
+fn includes_unpublished(f: &RecordsFilter) -> bool {
+    if f.date_published.is_none() && f.published.is_none() {
+        return true;
+    }
+    f.published == Some(false)
+}
+
+fn list_admits(list: &Option<OneOrMany>, did: &str) -> bool {
+    match list {
+        None => true,
+        Some(OneOrMany::One(v)) => v == did,
+        Some(OneOrMany::Many(v)) => v.is_empty() || v.iter().any(|x| x == did),
+    }
+}
+
+fn latest_writes(base: Filter) -> Filter {
+    base.eq("interface", IndexValue::Str("Records".into()))
+        .eq("method", IndexValue::Str("Write".into()))
+        .eq("isLatestBaseState", IndexValue::Bool(true))
+}
+
+/// The store filters a caller may see: OR-ed, as the reference builds them.
+fn visible_filters(tenant: &str, q: &ParsedQuery) -> Vec<Filter> {
+    let d = &q.message.descriptor;
+    let base = || latest_writes(d.filter.to_store_filter(d.date_sort));
+    let published = || base().eq("published", IndexValue::Bool(true));
+    let Some(author) = &q.author else {
+        return vec![published()];
+    };
+    if author == tenant {
+        return vec![base()];
+    }
+    let mut filters = Vec::new();
+    if includes_published(&d.filter) {
+        filters.push(published());
+    }
+    if includes_unpublished(&d.filter) {
+        let unpublished = || base().eq("published", IndexValue::Bool(false));
+        if list_admits(&d.filter.author, author) {
+            filters.push(unpublished().eq("author", IndexValue::Str(author.clone())));
+        }
+        if q.payload.as_ref().is_some_and(|p| p.protocol_role.is_some()) {
+            filters.push(unpublished());
+        }
+        if list_admits(&d.filter.recipient, author) {
+            filters.push(unpublished().eq("recipient", IndexValue::Str(author.clone())));
+        }
+    }
+    filters
+}
+
+fn store_sort(date_sort: Option<DateSort>) -> Sort {
+    date_sort.unwrap_or(DateSort::CreatedAscending).store_sort()
+}
+
+fn store_pagination(p: &Option<PaginationJson>) -> Pagination {
+    let Some(p) = p else { return Pagination::default() };
+    Pagination {
+        limit: p.limit.map(|l| l as usize),
+        cursor: p.cursor.as_ref().map(|c| Cursor {
+            message_cid: c.message_cid.clone(),
+            value: match &c.value {
+                Value::Number(n) => IndexValue::Num(n.as_f64().unwrap_or_default()),
+                Value::String(s) => IndexValue::Str(s.clone()),
+                other => IndexValue::Str(other.to_string()),
+            },
+        }),
+    }
+}
+
+pub(crate) fn cursor_json(c: &Cursor) -> Value {
+    let value = match &c.value {
+        IndexValue::Str(s) => json!(s),
+        IndexValue::Num(n) if n.fract() == 0.0 && n.abs() < 9e15 => json!(*n as i64),
+        IndexValue::Num(n) => json!(n),
+        IndexValue::Bool(b) => json!(b),
+        IndexValue::List(_) => Value::Null,
+    };
+    json!({ "messageCid": c.message_cid, "value": value })
+}
+
+impl Dwn {
+    pub(crate) async fn handle_records_query(&self, tenant: &str, raw: Value) -> Result<Reply, DwnError> {
+        let q = parse(raw, "Query")?;
+        let d = &q.message.descriptor;
+        let anonymous_published = q.author.is_none() && includes_published(&d.filter);
+        if !anonymous_published {
+            auth::authenticate(q.message.authorization.as_ref(), self.resolver.as_ref()).await?;
+            if let Some(role) = q.payload.as_ref().and_then(|p| p.protocol_role.as_deref()) {
+                let author = q.author.as_deref().unwrap_or_default();
+                crate::protocol_authorization::authorize_query(self, tenant, author, role, &d.filter, "query").await?;
+            }
+        }
+        let filters = visible_filters(tenant, &q);
+        let result = self.store.query(tenant, &filters, &store_sort(d.date_sort), &store_pagination(&d.pagination)).await?;
+        let mut entries = Vec::with_capacity(result.messages.len());
+        for stored in result.messages {
+            let record = RecordMessage::decode(stored)?;
+            let mut entry = record.value.clone();
+            if let (Some(data), Value::Object(map)) = (&record.stored.encoded_data, &mut entry) {
+                map.insert("encodedData".into(), json!(data));
+            }
+            if !record.is_initial_write()
+                && let (Some(initial), Value::Object(map)) = (self.initial_write(tenant, &record).await?, &mut entry)
+            {
+                map.insert("initialWrite".into(), initial);
+            }
+            entries.push(entry);
+        }
+        let mut reply = Reply::ok().with("entries", Value::Array(entries));
+        if let Some(cursor) = &result.cursor {
+            reply = reply.with("cursor", cursor_json(cursor));
+        }
+        Ok(reply)
+    }
+
+    /// The initial write of a record whose newest message is `record` (not itself initial).
+    pub(crate) async fn initial_write(&self, tenant: &str, record: &RecordMessage) -> Result<Option<Value>, DwnError> {
+        let Some(IndexValue::Str(record_id)) = record.stored.indexes.get("recordId") else {
+            return Ok(None);
+        };
+        let filter = Filter::new()
+            .eq("recordId", IndexValue::Str(record_id.clone()))
+            .eq("isLatestBaseState", IndexValue::Bool(false))
+            .eq("method", IndexValue::Str("Write".into()));
+        let sort = Sort { property: "messageTimestamp".into(), direction: dehr_store::Direction::Ascending };
+        let result = self.store.query(tenant, &[filter], &sort, &Pagination::default()).await?;
+        for stored in result.messages {
+            let m = RecordMessage::decode(stored)?;
+            if m.is_initial_write() {
+                return Ok(Some(m.value));
+            }
+        }
+        Ok(None)
+    }
+
+    pub(crate) async fn handle_records_subscribe(
+        &self,
+        tenant: &str,
+        raw: Value,
+        handler: EventHandler,
+    ) -> Result<Reply, DwnError> {
+        let q = parse(raw, "Subscribe")?;
+        let d = &q.message.descriptor;
+        let anonymous_published = q.author.is_none() && includes_published(&d.filter);
+        if !anonymous_published {
+            auth::authenticate(q.message.authorization.as_ref(), self.resolver.as_ref()).await?;
+            if let Some(role) = q.payload.as_ref().and_then(|p| p.protocol_role.as_deref()) {
+                let author = q.author.as_deref().unwrap_or_default();
+                crate::protocol_authorization::authorize_query(self, tenant, author, role, &d.filter, "subscribe").await?;
+            }
+        }
+        // Subscriptions see writes and deletes alike, so the `method`/latest-state conditions
+        // of a query do not apply; visibility conditions do.
+        let filters = visible_filters(tenant, &q)
+            .into_iter()
+            .map(|mut f| {
+                f.0.remove("method");
+                f.0.remove("isLatestBaseState");
+                if q.author.as_deref() != Some(tenant) {
+                    // Deletes carry no `published` index; let them through only to the owner.
+                    f.0.entry("published".into()).or_insert(Condition::Equal(IndexValue::Bool(true)));
+                }
+                f
+            })
+            .collect();
+        let subscription = self.events.subscribe(tenant, filters, handler);
+        let mut reply = Reply::ok();
+        reply.body.insert("subscription".into(), json!({ "id": subscription.id().to_string() }));
+        reply.subscription = Some(subscription);
+        Ok(reply)
+    }
+}

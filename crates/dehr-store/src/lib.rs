@@ -1,0 +1,335 @@
+//! Storage for a multi-tenant DWN: messages with their indexes, record data, the event log and
+//! resumable tasks.
+//!
+//! The engine (`dehr-dwn`) talks to storage only through the [`Store`] trait. Every call takes the
+//! tenant first, so a cross-tenant read cannot be written by accident. The store knows nothing of
+//! DWN semantics beyond the vocabulary of index names ([`INDEX_COLUMNS`] and `tag.*`): messages are
+//! opaque bytes, filters are the reference implementation's `EqualFilter | OneOfFilter |
+//! RangeFilter` (plus a prefix filter), and sorting is by one index property with the message CID
+//! as tie-break, exactly as dwn-sdk-js 0.5.2's `IndexLevel` does.
+//!
+//! Backends: [`sqlite::SqliteStore`] (the default, embedded) and [`memory::MemoryStore`] (tests).
+//! Both pass the same suite in [`conformance`].
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures_util::Stream;
+
+pub mod conformance;
+pub mod memory;
+pub mod sqlite;
+
+/// Index names a backend stores as first-class columns. Any other key except `tag.<name>` is
+/// refused with [`StoreError::UnsupportedIndex`], so that a typo in the engine cannot silently
+/// produce an unindexed (and therefore unqueryable) property.
+pub const INDEX_COLUMNS: &[&str] = &[
+    "interface",
+    "method",
+    "recordId",
+    "entryId",
+    "contextId",
+    "parentId",
+    "protocol",
+    "protocolPath",
+    "schema",
+    "dataFormat",
+    "dataCid",
+    "dataSize",
+    "author",
+    "recipient",
+    "attester",
+    "published",
+    "isLatestBaseState",
+    "dateCreated",
+    "datePublished",
+    "dateUpdated",
+    "messageTimestamp",
+    "permissionGrantId",
+    "prune",
+];
+
+/// Prefix of tag index keys: the tag `status` is indexed as `tag.status`.
+pub const TAG_PREFIX: &str = "tag.";
+
+/// One indexed value. Strings compare by bytes, numbers numerically; a string never equals a
+/// number (the reference encodes them differently in its index keys).
+#[derive(Clone, Debug, PartialEq)]
+pub enum IndexValue {
+    Str(String),
+    Num(f64),
+    Bool(bool),
+    /// Only for tags: the message matches a filter on the tag if any element matches.
+    List(Vec<IndexValue>),
+}
+
+/// The indexes of one message, keyed by index name (`recordId`, `tag.status`, ...).
+pub type Indexes = BTreeMap<String, IndexValue>;
+
+/// A range condition; at least one bound is set. `gt`/`gte` and `lt`/`lte` are exclusive pairs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Range {
+    pub gt: Option<IndexValue>,
+    pub gte: Option<IndexValue>,
+    pub lt: Option<IndexValue>,
+    pub lte: Option<IndexValue>,
+}
+
+/// A condition on one index property.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Condition {
+    Equal(IndexValue),
+    OneOf(Vec<IndexValue>),
+    Range(Range),
+    /// String prefix match (used for the `startsWith` tag filter).
+    Prefix(String),
+}
+
+/// All conditions must hold (AND); a filter without conditions matches every message. Queries
+/// take a list of filters, which are OR-ed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Filter(pub BTreeMap<String, Condition>);
+
+impl Filter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Builder-style: adds a condition on `key`.
+    pub fn with(mut self, key: impl Into<String>, condition: Condition) -> Self {
+        self.0.insert(key.into(), condition);
+        self
+    }
+
+    /// Builder-style: adds an equality condition on `key`.
+    pub fn eq(self, key: impl Into<String>, value: IndexValue) -> Self {
+        self.with(key, Condition::Equal(value))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Ascending,
+    Descending,
+}
+
+/// Sort by one index property (`messageTimestamp`, `dateCreated`, `datePublished`, ...), ties by
+/// message CID in the same direction. Messages that lack the property are not returned, as in
+/// the reference.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sort {
+    pub property: String,
+    pub direction: Direction,
+}
+
+/// Where the previous page ended: the last returned message and its sort value. The next page
+/// starts strictly after it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cursor {
+    pub message_cid: String,
+    pub value: IndexValue,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Pagination {
+    pub limit: Option<usize>,
+    pub cursor: Option<Cursor>,
+}
+
+/// A message as the engine hands it to the store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewMessage {
+    pub message_cid: String,
+    /// The encoded message (opaque to the store).
+    pub message: Vec<u8>,
+    /// Small record data kept inline (base64url), as the reference's `encodedData`.
+    pub encoded_data: Option<String>,
+    pub indexes: Indexes,
+}
+
+/// A message as the store returns it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredMessage {
+    pub message_cid: String,
+    pub message: Vec<u8>,
+    pub encoded_data: Option<String>,
+    pub indexes: Indexes,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QueryResult {
+    pub messages: Vec<StoredMessage>,
+    /// Set only when more results exist after this page (the reference's limit + 1 probe).
+    pub cursor: Option<Cursor>,
+}
+
+/// Identifies stored record data, as the reference's DataStore key `(recordId, dataCid)`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DataKey {
+    pub record_id: String,
+    pub data_cid: String,
+}
+
+/// Everything one processed message changes, applied atomically: either all of it is durable
+/// when [`Store::commit`] returns, or none of it is.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Commit {
+    /// Messages to store. A message whose CID is already stored replaces the stored one (its
+    /// indexes and encoded data), keeping its event-log entry: this is how the initial write of
+    /// a record is re-indexed as no longer the latest state.
+    pub put: Vec<NewMessage>,
+    /// Message CIDs to remove; their event-log entries are removed too.
+    pub delete: Vec<String>,
+    /// Message CIDs to append to the event log, in order. Each must be stored once the commit
+    /// has been applied (put now or earlier).
+    pub append_events: Vec<String>,
+    /// Data to remove once the messages are gone.
+    pub delete_data: Vec<DataKey>,
+}
+
+/// One event-log entry: the per-tenant watermark grows with every append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub watermark: u64,
+    pub message_cid: String,
+}
+
+/// A unit of work that must complete even if the process dies halfway (a delete with prune).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResumableTask {
+    pub id: String,
+    pub tenant: String,
+    /// The task description (opaque to the store).
+    pub task: Vec<u8>,
+    /// Unix milliseconds after which another worker may grab the task.
+    pub timeout_ms: i64,
+    pub retry_count: u32,
+}
+
+/// A stream of record data.
+pub type DataStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+/// Stored data and its size, streamed.
+pub struct DataBlob {
+    pub size: u64,
+    pub stream: DataStream,
+}
+
+impl std::fmt::Debug for DataBlob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataBlob").field("size", &self.size).finish_non_exhaustive()
+    }
+}
+
+/// Receives data being stored, chunk by chunk, so large data is never held whole in memory.
+/// Dropping a writer without [`DataWriter::finish`] discards what was written.
+#[async_trait::async_trait]
+pub trait DataWriter: Send {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError>;
+    /// Makes the data durable under `key`. Writing the same key again replaces nothing (the
+    /// content is the same by construction: the key holds its CID).
+    async fn finish(self: Box<Self>, key: DataKey) -> Result<(), StoreError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("index `{0}` is not supported by this store")]
+    UnsupportedIndex(String),
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("storage I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+/// The storage of a multi-tenant DWN. See the crate documentation.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync {
+    /// Applies a [`Commit`] atomically and durably.
+    async fn commit(&self, tenant: &str, commit: Commit) -> Result<(), StoreError>;
+
+    async fn get(&self, tenant: &str, message_cid: &str) -> Result<Option<StoredMessage>, StoreError>;
+
+    /// Messages matching any of `filters` (OR of ANDs), sorted and paginated. An empty `filters`
+    /// list matches every message of the tenant.
+    async fn query(
+        &self,
+        tenant: &str,
+        filters: &[Filter],
+        sort: &Sort,
+        pagination: &Pagination,
+    ) -> Result<QueryResult, StoreError>;
+
+    /// Starts storing data for `tenant`; see [`DataWriter`].
+    async fn data_writer(&self, tenant: &str) -> Result<Box<dyn DataWriter>, StoreError>;
+
+    async fn data_get(&self, tenant: &str, key: &DataKey) -> Result<Option<DataBlob>, StoreError>;
+
+    async fn data_delete(&self, tenant: &str, key: &DataKey) -> Result<(), StoreError>;
+
+    /// Events after `after` (exclusive) whose messages match any of `filters` (empty = all), in
+    /// watermark order, at most `limit`.
+    async fn events_query(
+        &self,
+        tenant: &str,
+        filters: &[Filter],
+        after: Option<u64>,
+        limit: Option<usize>,
+    ) -> Result<Vec<Event>, StoreError>;
+
+    /// Registers a task that is grabbable once `timeout_ms` (unix ms) has passed, so a crashed
+    /// worker's task is picked up again.
+    async fn task_register(&self, tenant: &str, task: Vec<u8>, timeout_ms: i64) -> Result<ResumableTask, StoreError>;
+
+    /// Moves a task's timeout, to keep it while working on it.
+    async fn task_extend(&self, tenant: &str, id: &str, timeout_ms: i64) -> Result<(), StoreError>;
+
+    async fn task_delete(&self, tenant: &str, id: &str) -> Result<(), StoreError>;
+
+    /// The one call that spans tenants: at start-up, takes up to `count` tasks whose timeout is
+    /// before `now_ms`, sets their timeout to `new_timeout_ms` and increments their retry count.
+    async fn task_grab(&self, now_ms: i64, new_timeout_ms: i64, count: usize) -> Result<Vec<ResumableTask>, StoreError>;
+}
+
+/// Whether a message with `indexes` matches `filter`, with the same semantics as
+/// [`Store::query`]. Used for event subscriptions, which match messages in memory.
+pub fn filter_matches(filter: &Filter, indexes: &Indexes) -> bool {
+    filter.0.iter().all(|(key, condition)| match indexes.get(key) {
+        None => false,
+        Some(IndexValue::List(items)) => items.iter().any(|item| condition_matches(condition, item)),
+        Some(value) => condition_matches(condition, value),
+    })
+}
+
+/// Compares two index values of the same kind; values of different kinds never compare.
+pub fn compare_values(a: &IndexValue, b: &IndexValue) -> Option<std::cmp::Ordering> {
+    match (a, b) {
+        (IndexValue::Str(a), IndexValue::Str(b)) => Some(a.as_bytes().cmp(b.as_bytes())),
+        (IndexValue::Num(a), IndexValue::Num(b)) => a.partial_cmp(b),
+        (IndexValue::Bool(a), IndexValue::Bool(b)) => Some(a.cmp(b)),
+        _ => None,
+    }
+}
+
+fn condition_matches(condition: &Condition, value: &IndexValue) -> bool {
+    use std::cmp::Ordering::{Equal, Greater, Less};
+    match condition {
+        Condition::Equal(expected) => compare_values(value, expected) == Some(Equal),
+        Condition::OneOf(options) => options.iter().any(|o| compare_values(value, o) == Some(Equal)),
+        Condition::Prefix(prefix) => matches!(value, IndexValue::Str(s) if s.starts_with(prefix.as_str())),
+        Condition::Range(range) => {
+            let check = |bound: &Option<IndexValue>, allowed: &[std::cmp::Ordering]| match bound {
+                None => true,
+                Some(b) => compare_values(value, b).is_some_and(|o| allowed.contains(&o)),
+            };
+            check(&range.gt, &[Greater])
+                && check(&range.gte, &[Greater, Equal])
+                && check(&range.lt, &[Less])
+                && check(&range.lte, &[Less, Equal])
+        }
+    }
+}
