@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The reference's vectors, read from the shared fixtures: DWN CIDs (dwn-sdk-js 0.5.2) and the
 //! Web5 conformance vectors for Ed25519 and ES256K.
 
