@@ -48,17 +48,26 @@ pub fn signer_did(jws: &GeneralJws) -> Result<String, DwnError> {
         return fail(ErrorCode::AuthenticationFailed, "signature is missing");
     };
     let header = signature.header().map_err(|e| {
-        DwnError::new(ErrorCode::GeneralJwsVerifierInvalidSignatureFormat, format!("protected header is invalid: {e}"))
+        DwnError::new(
+            ErrorCode::GeneralJwsVerifierInvalidSignatureFormat,
+            format!("protected header is invalid: {e}"),
+        )
     })?;
     let did = dehr_core::did::did_from_kid(&header.kid).map_err(|e| {
-        DwnError::new(ErrorCode::GeneralJwsVerifierInvalidSignatureFormat, format!("kid {:?} is not a DID URL: {e}", header.kid))
+        DwnError::new(
+            ErrorCode::GeneralJwsVerifierInvalidSignatureFormat,
+            format!("kid {:?} is not a DID URL: {e}", header.kid),
+        )
     })?;
     Ok(did.to_owned())
 }
 
 /// Verifies every signature the authorization carries (the message signature and, if present,
 /// the owner signature) against the signers' resolved DID documents.
-pub async fn authenticate(authorization: Option<&Authorization>, resolver: &dyn DidResolver) -> Result<(), DwnError> {
+pub async fn authenticate(
+    authorization: Option<&Authorization>,
+    resolver: &dyn DidResolver,
+) -> Result<(), DwnError> {
     let Some(authorization) = authorization else {
         return fail(ErrorCode::AuthenticationFailed, "Missing JWS.");
     };
@@ -66,21 +75,29 @@ pub async fn authenticate(authorization: Option<&Authorization>, resolver: &dyn 
     if let Some(owner_signature) = &authorization.owner_signature {
         verify(owner_signature, resolver).await?;
     }
-    if authorization.author_delegated_grant.is_some() || authorization.owner_delegated_grant.is_some() {
-        return fail(ErrorCode::UnsupportedFeature, "delegated grants are not supported by this node yet");
+    if authorization.author_delegated_grant.is_some()
+        || authorization.owner_delegated_grant.is_some()
+    {
+        return fail(
+            ErrorCode::UnsupportedFeature,
+            "delegated grants are not supported by this node yet",
+        );
     }
     Ok(())
 }
 
 async fn verify(jws: &GeneralJws, resolver: &dyn DidResolver) -> Result<(), DwnError> {
-    dehr_did::verify_jws(jws, resolver).await.map(|_| ()).map_err(|e| {
-        use dehr_did::JwsVerifyError as E;
-        let code = match &e {
-            E::InvalidSignature { .. } => ErrorCode::GeneralJwsVerifierInvalidSignature,
-            E::MethodNotFound { .. } => ErrorCode::GeneralJwsVerifierGetPublicKeyNotFound,
-            E::Resolution { .. } => ErrorCode::DidResolutionFailed,
-            _ => ErrorCode::AuthenticationFailed,
-        };
-        DwnError::new(code, e.to_string())
-    })
+    dehr_did::verify_jws(jws, resolver)
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            use dehr_did::JwsVerifyError as E;
+            let code = match &e {
+                E::InvalidSignature { .. } => ErrorCode::GeneralJwsVerifierInvalidSignature,
+                E::MethodNotFound { .. } => ErrorCode::GeneralJwsVerifierGetPublicKeyNotFound,
+                E::Resolution { .. } => ErrorCode::DidResolutionFailed,
+                _ => ErrorCode::AuthenticationFailed,
+            };
+            DwnError::new(code, e.to_string())
+        })
 }

@@ -39,13 +39,18 @@ pub struct DwnConfig {
 impl Default for DwnConfig {
     fn default() -> Self {
         // dwn-server advertises 1 GiB; we enforce what we advertise.
-        Self { max_data_size: 1 << 30, tenant_gate: Arc::new(AllTenants) }
+        Self {
+            max_data_size: 1 << 30,
+            tenant_gate: Arc::new(AllTenants),
+        }
     }
 }
 
 impl std::fmt::Debug for DwnConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DwnConfig").field("max_data_size", &self.max_data_size).finish_non_exhaustive()
+        f.debug_struct("DwnConfig")
+            .field("max_data_size", &self.max_data_size)
+            .finish_non_exhaustive()
     }
 }
 
@@ -57,7 +62,9 @@ pub(crate) struct RecordLocks {
 
 impl RecordLocks {
     fn new(count: usize) -> Self {
-        Self { stripes: (0..count).map(|_| Mutex::new(())).collect() }
+        Self {
+            stripes: (0..count).map(|_| Mutex::new(())).collect(),
+        }
     }
 
     pub async fn lock(&self, tenant: &str, record_id: &str) -> MutexGuard<'_, ()> {
@@ -80,13 +87,22 @@ pub struct Dwn {
 
 impl std::fmt::Debug for Dwn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dwn").field("config", &self.config).field("events", &self.events).finish_non_exhaustive()
+        f.debug_struct("Dwn")
+            .field("config", &self.config)
+            .field("events", &self.events)
+            .finish_non_exhaustive()
     }
 }
 
 impl Dwn {
     pub fn new(store: Arc<dyn Store>, resolver: Arc<dyn DidResolver>, config: DwnConfig) -> Self {
-        Self { store, resolver, config, events: EventStream::default(), locks: RecordLocks::new(256) }
+        Self {
+            store,
+            resolver,
+            config,
+            events: EventStream::default(),
+            locks: RecordLocks::new(256),
+        }
     }
 
     pub fn config(&self) -> &DwnConfig {
@@ -99,24 +115,50 @@ impl Dwn {
 
     /// Processes one message for `tenant`. `data` is the record data of a RecordsWrite.
     /// Subscribe messages need [`Dwn::process_subscribe`] instead.
-    pub async fn process_message(&self, tenant: &str, message: Value, data: Option<DataStream>) -> Reply {
+    pub async fn process_message(
+        &self,
+        tenant: &str,
+        message: Value,
+        data: Option<DataStream>,
+    ) -> Reply {
         self.process(tenant, message, data, None).await
     }
 
     /// Processes a RecordsSubscribe: on success the reply holds a subscription that calls
     /// `handler` for every matching event until it is closed or dropped.
-    pub async fn process_subscribe(&self, tenant: &str, message: Value, handler: EventHandler) -> Reply {
+    pub async fn process_subscribe(
+        &self,
+        tenant: &str,
+        message: Value,
+        handler: EventHandler,
+    ) -> Reply {
         self.process(tenant, message, None, Some(handler)).await
     }
 
-    async fn process(&self, tenant: &str, message: Value, data: Option<DataStream>, handler: Option<EventHandler>) -> Reply {
+    async fn process(
+        &self,
+        tenant: &str,
+        message: Value,
+        data: Option<DataStream>,
+        handler: Option<EventHandler>,
+    ) -> Reply {
         if !self.config.tenant_gate.is_active_tenant(tenant) {
             return Reply::new(401, format!("DID {tenant} is not an active tenant."));
         }
-        let interface = message.pointer("/descriptor/interface").and_then(Value::as_str).map(str::to_owned);
-        let method = message.pointer("/descriptor/method").and_then(Value::as_str).map(str::to_owned);
+        let interface = message
+            .pointer("/descriptor/interface")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let method = message
+            .pointer("/descriptor/method")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let (Some(interface), Some(method)) = (interface, method) else {
-            let show = |p: &str| message.pointer(p).map_or("undefined".to_owned(), |v| v.to_string());
+            let show = |p: &str| {
+                message
+                    .pointer(p)
+                    .map_or("undefined".to_owned(), |v| v.to_string())
+            };
             return Reply::new(
                 400,
                 format!(
@@ -132,8 +174,14 @@ impl Dwn {
             ("Records", "Query") => self.handle_records_query(tenant, message).await,
             ("Records", "Delete") => self.handle_records_delete(tenant, message).await,
             ("Records", "Subscribe") => match handler {
-                Some(handler) => self.handle_records_subscribe(tenant, message, handler).await,
-                None => Err(DwnError::new(ErrorCode::SubscriptionsNotSupported, "subscription requires a handler")),
+                Some(handler) => {
+                    self.handle_records_subscribe(tenant, message, handler)
+                        .await
+                }
+                None => Err(DwnError::new(
+                    ErrorCode::SubscriptionsNotSupported,
+                    "subscription requires a handler",
+                )),
             },
             ("Protocols", "Configure") => self.handle_protocols_configure(tenant, message).await,
             ("Protocols", "Query") => self.handle_protocols_query(tenant, message).await,
@@ -146,7 +194,11 @@ impl Dwn {
             Ok(reply) => reply,
             Err(e) => {
                 if e.status() >= 500 {
-                    tracing::error!(code = e.code.name(), "message processing failed: {}", e.message);
+                    tracing::error!(
+                        code = e.code.name(),
+                        "message processing failed: {}",
+                        e.message
+                    );
                 }
                 Reply::from_error(&e)
             }

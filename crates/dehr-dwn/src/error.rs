@@ -15,7 +15,10 @@ pub struct DwnError {
 
 impl DwnError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 
     /// The reply `detail`: `"<Code>: <message>"`, as the reference formats `DwnError`.

@@ -53,27 +53,50 @@ pub struct EventStream {
 
 impl EventStream {
     /// Registers a listener; events flow until the returned subscription is closed or dropped.
-    pub fn subscribe(&self, tenant: &str, filters: Vec<Filter>, handler: EventHandler) -> Subscription {
+    pub fn subscribe(
+        &self,
+        tenant: &str,
+        filters: Vec<Filter>,
+        handler: EventHandler,
+    ) -> Subscription {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let listener = Listener { tenant: tenant.to_owned(), filters, handler };
+        let listener = Listener {
+            tenant: tenant.to_owned(),
+            filters,
+            handler,
+        };
         if let Ok(mut listeners) = self.inner.listeners.lock() {
             listeners.insert(id, listener);
         }
-        Subscription { id, stream: self.clone() }
+        Subscription {
+            id,
+            stream: self.clone(),
+        }
     }
 
     /// Offers an event to every matching listener of `tenant`.
-    pub fn emit(&self, tenant: &str, message: Value, initial_write: Option<Value>, indexes: &Indexes) {
+    pub fn emit(
+        &self,
+        tenant: &str,
+        message: Value,
+        initial_write: Option<Value>,
+        indexes: &Indexes,
+    ) {
         let handlers: Vec<EventHandler> = match self.inner.listeners.lock() {
             Ok(listeners) => listeners
                 .values()
-                .filter(|l| l.tenant == tenant && l.filters.iter().any(|f| filter_matches(f, indexes)))
+                .filter(|l| {
+                    l.tenant == tenant && l.filters.iter().any(|f| filter_matches(f, indexes))
+                })
                 .map(|l| l.handler.clone())
                 .collect(),
             Err(_) => return,
         };
         // Call handlers outside the lock, so a handler may subscribe or close without deadlock.
-        let event = SubscriptionEvent { message, initial_write };
+        let event = SubscriptionEvent {
+            message,
+            initial_write,
+        };
         for handler in handlers {
             handler(event.clone());
         }
@@ -120,6 +143,8 @@ impl Drop for Subscription {
 
 impl std::fmt::Debug for EventStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventStream").field("subscriptions", &self.len()).finish()
+        f.debug_struct("EventStream")
+            .field("subscriptions", &self.len())
+            .finish()
     }
 }

@@ -105,11 +105,17 @@ impl DateSort {
             DateSort::PublishedAscending => ("datePublished", Ascending),
             DateSort::PublishedDescending => ("datePublished", Descending),
         };
-        dehr_store::Sort { property: property.into(), direction }
+        dehr_store::Sort {
+            property: property.into(),
+            direction,
+        }
     }
 
     fn is_published(self) -> bool {
-        matches!(self, DateSort::PublishedAscending | DateSort::PublishedDescending)
+        matches!(
+            self,
+            DateSort::PublishedAscending | DateSort::PublishedDescending
+        )
     }
 }
 
@@ -118,11 +124,20 @@ impl RecordsFilter {
     /// dates and DIDs, well-formed tag filters).
     pub fn validate(&self) -> Result<(), DwnError> {
         if *self == RecordsFilter::default() {
-            return fail(ErrorCode::SchemaValidatorFailure, "filter must have at least one property");
+            return fail(
+                ErrorCode::SchemaValidatorFailure,
+                "filter must have at least one property",
+            );
         }
-        for criterion in [&self.date_created, &self.date_published, &self.date_updated].into_iter().flatten() {
+        for criterion in [&self.date_created, &self.date_published, &self.date_updated]
+            .into_iter()
+            .flatten()
+        {
             if criterion.from.is_none() && criterion.to.is_none() {
-                return fail(ErrorCode::SchemaValidatorFailure, "a date filter needs `from` or `to`");
+                return fail(
+                    ErrorCode::SchemaValidatorFailure,
+                    "a date filter needs `from` or `to`",
+                );
             }
             for t in [&criterion.from, &criterion.to].into_iter().flatten() {
                 check_timestamp("date filter", t)?;
@@ -134,20 +149,29 @@ impl RecordsFilter {
                 OneOrMany::Many(v) => v.iter().collect(),
             };
             if let Some(bad) = dids.iter().find(|d| !dehr_core::did::is_did(d)) {
-                return fail(ErrorCode::SchemaValidatorFailure, format!("{bad:?} is not a DID"));
+                return fail(
+                    ErrorCode::SchemaValidatorFailure,
+                    format!("{bad:?} is not a DID"),
+                );
             }
         }
         if let Some(attester) = &self.attester
             && !dehr_core::did::is_did(attester)
         {
-            return fail(ErrorCode::SchemaValidatorFailure, format!("{attester:?} is not a DID"));
+            return fail(
+                ErrorCode::SchemaValidatorFailure,
+                format!("{attester:?} is not a DID"),
+            );
         }
         if let Some(range) = &self.data_size {
             check_range(range, |v| v.is_number(), "dataSize")?;
         }
         if let Some(tags) = &self.tags {
             if tags.is_empty() {
-                return fail(ErrorCode::SchemaValidatorFailure, "tags filter must have at least one property");
+                return fail(
+                    ErrorCode::SchemaValidatorFailure,
+                    "tags filter must have at least one property",
+                );
             }
             for (name, value) in tags {
                 validate_tag_filter(name, value)?;
@@ -193,7 +217,10 @@ impl RecordsFilter {
                     f.0.insert(key.into(), s(v));
                 }
                 Some(OneOrMany::Many(list)) if !list.is_empty() => {
-                    f.0.insert(key.into(), Condition::OneOf(list.iter().map(|v| IndexValue::Str(v.clone())).collect()));
+                    f.0.insert(
+                        key.into(),
+                        Condition::OneOf(list.iter().map(|v| IndexValue::Str(v.clone())).collect()),
+                    );
                 }
                 _ => {}
             }
@@ -202,7 +229,10 @@ impl RecordsFilter {
             f.0.insert("contextId".into(), Condition::Prefix(context_id.clone()));
         }
         if let Some(published) = self.published {
-            f.0.insert("published".into(), Condition::Equal(IndexValue::Bool(published)));
+            f.0.insert(
+                "published".into(),
+                Condition::Equal(IndexValue::Bool(published)),
+            );
         }
         if let Some(range) = &self.data_size {
             f.0.insert("dataSize".into(), Condition::Range(json_range(range)));
@@ -215,7 +245,10 @@ impl RecordsFilter {
             f.0.insert("published".into(), Condition::Equal(IndexValue::Bool(true)));
         }
         if let Some(c) = &self.date_updated {
-            f.0.insert("messageTimestamp".into(), Condition::Range(criterion_range(c)));
+            f.0.insert(
+                "messageTimestamp".into(),
+                Condition::Range(criterion_range(c)),
+            );
         }
         if date_sort.is_some_and(DateSort::is_published) {
             f.0.insert("published".into(), Condition::Equal(IndexValue::Bool(true)));
@@ -232,7 +265,10 @@ impl RecordsFilter {
 }
 
 fn bad_url(url: &str) -> DwnError {
-    DwnError::new(ErrorCode::UrlProtocolNotNormalized, format!("Could not normalize URI {url}"))
+    DwnError::new(
+        ErrorCode::UrlProtocolNotNormalized,
+        format!("Could not normalize URI {url}"),
+    )
 }
 
 fn criterion_range(c: &RangeCriterion) -> Range {
@@ -261,16 +297,29 @@ fn json_range(r: &RangeFilterJson) -> Range {
     }
 }
 
-fn check_range(r: &RangeFilterJson, ok: impl Fn(&Value) -> bool, what: &str) -> Result<(), DwnError> {
+fn check_range(
+    r: &RangeFilterJson,
+    ok: impl Fn(&Value) -> bool,
+    what: &str,
+) -> Result<(), DwnError> {
     let bounds = [&r.gt, &r.gte, &r.lt, &r.lte];
     if bounds.iter().all(|b| b.is_none()) {
-        return fail(ErrorCode::SchemaValidatorFailure, format!("{what} range needs at least one bound"));
+        return fail(
+            ErrorCode::SchemaValidatorFailure,
+            format!("{what} range needs at least one bound"),
+        );
     }
     if (r.gt.is_some() && r.gte.is_some()) || (r.lt.is_some() && r.lte.is_some()) {
-        return fail(ErrorCode::SchemaValidatorFailure, format!("{what} range: gt/gte and lt/lte are mutually exclusive"));
+        return fail(
+            ErrorCode::SchemaValidatorFailure,
+            format!("{what} range: gt/gte and lt/lte are mutually exclusive"),
+        );
     }
     if bounds.iter().flat_map(|b| b.as_ref()).any(|v| !ok(v)) {
-        return fail(ErrorCode::SchemaValidatorFailure, format!("{what} range bounds have the wrong type"));
+        return fail(
+            ErrorCode::SchemaValidatorFailure,
+            format!("{what} range bounds have the wrong type"),
+        );
     }
     Ok(())
 }
@@ -278,19 +327,38 @@ fn check_range(r: &RangeFilterJson, ok: impl Fn(&Value) -> bool, what: &str) -> 
 fn validate_tag_filter(name: &str, value: &Value) -> Result<(), DwnError> {
     match value {
         Value::String(_) | Value::Number(_) | Value::Bool(_) => Ok(()),
-        Value::Object(map) if map.len() == 1 && map.get("startsWith").is_some_and(Value::is_string) => Ok(()),
+        Value::Object(map)
+            if map.len() == 1 && map.get("startsWith").is_some_and(Value::is_string) =>
+        {
+            Ok(())
+        }
         Value::Object(_) => {
             let range: RangeFilterJson = serde_json::from_value(value.clone()).map_err(|e| {
-                DwnError::new(ErrorCode::SchemaValidatorFailure, format!("tag filter {name}: {e}"))
+                DwnError::new(
+                    ErrorCode::SchemaValidatorFailure,
+                    format!("tag filter {name}: {e}"),
+                )
             })?;
-            let all_strings = [&range.gt, &range.gte, &range.lt, &range.lte].iter().flat_map(|b| b.as_ref()).all(Value::is_string);
-            let all_numbers = [&range.gt, &range.gte, &range.lt, &range.lte].iter().flat_map(|b| b.as_ref()).all(Value::is_number);
+            let all_strings = [&range.gt, &range.gte, &range.lt, &range.lte]
+                .iter()
+                .flat_map(|b| b.as_ref())
+                .all(Value::is_string);
+            let all_numbers = [&range.gt, &range.gte, &range.lt, &range.lte]
+                .iter()
+                .flat_map(|b| b.as_ref())
+                .all(Value::is_number);
             if !(all_strings || all_numbers) {
-                return fail(ErrorCode::SchemaValidatorFailure, format!("tag filter {name}: bounds must all be strings or all numbers"));
+                return fail(
+                    ErrorCode::SchemaValidatorFailure,
+                    format!("tag filter {name}: bounds must all be strings or all numbers"),
+                );
             }
             check_range(&range, |_| true, name)
         }
-        _ => fail(ErrorCode::SchemaValidatorFailure, format!("tag filter {name} must be a string, number, boolean, startsWith or range")),
+        _ => fail(
+            ErrorCode::SchemaValidatorFailure,
+            format!("tag filter {name} must be a string, number, boolean, startsWith or range"),
+        ),
     }
 }
 
@@ -298,7 +366,9 @@ fn tag_condition(value: &Value) -> Option<Condition> {
     match value {
         Value::Object(map) => match map.get("startsWith") {
             Some(Value::String(prefix)) => Some(Condition::Prefix(prefix.clone())),
-            _ => serde_json::from_value::<RangeFilterJson>(value.clone()).ok().map(|r| Condition::Range(json_range(&r))),
+            _ => serde_json::from_value::<RangeFilterJson>(value.clone())
+                .ok()
+                .map(|r| Condition::Range(json_range(&r))),
         },
         other => scalar(other).map(Condition::Equal),
     }
@@ -316,7 +386,10 @@ pub fn tag_index_value(value: &Value) -> Option<IndexValue> {
 /// strings or of 1–10 numbers.
 pub fn validate_tags(tags: &BTreeMap<String, Value>) -> Result<(), DwnError> {
     if tags.is_empty() || tags.len() > 10 {
-        return fail(ErrorCode::SchemaValidatorFailure, "tags must have between 1 and 10 properties");
+        return fail(
+            ErrorCode::SchemaValidatorFailure,
+            "tags must have between 1 and 10 properties",
+        );
     }
     for (name, value) in tags {
         let ok = match value {
@@ -330,7 +403,9 @@ pub fn validate_tags(tags: &BTreeMap<String, Value>) -> Result<(), DwnError> {
         if !ok {
             return fail(
                 ErrorCode::SchemaValidatorFailure,
-                format!("tag {name} must be a string, number, boolean, or an array of 1-10 strings or numbers"),
+                format!(
+                    "tag {name} must be a string, number, boolean, or an array of 1-10 strings or numbers"
+                ),
             );
         }
     }

@@ -5,6 +5,7 @@
 //! and the DID resolver it is given do; it knows nothing of HTTP.
 
 pub mod auth;
+pub mod builders;
 mod dwn;
 pub mod error;
 pub mod events;

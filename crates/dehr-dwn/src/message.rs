@@ -69,7 +69,8 @@ pub fn parse_json<T: DeserializeOwned>(value: Value, what: &str) -> Result<T, Dw
 
 /// CID of a value in dag-cbor (message, descriptor, encryption property...).
 pub fn cid_of<T: Serialize + ?Sized>(value: &T) -> Result<String, DwnError> {
-    dehr_core::cid::compute_cid(value).map_err(|e| DwnError::new(ErrorCode::Internal, format!("computing CID: {e}")))
+    dehr_core::cid::compute_cid(value)
+        .map_err(|e| DwnError::new(ErrorCode::Internal, format!("computing CID: {e}")))
 }
 
 /// Validates a timestamp property: exactly six fractional digits, UTC.
@@ -79,7 +80,9 @@ pub fn check_timestamp(name: &str, value: &str) -> Result<(), DwnError> {
     } else {
         fail(
             ErrorCode::SchemaValidatorFailure,
-            format!("{name} must be a date-time with exactly 6 fractional digits in UTC (e.g. 2024-01-01T00:00:00.000000Z), got {value:?}"),
+            format!(
+                "{name} must be a date-time with exactly 6 fractional digits in UTC (e.g. 2024-01-01T00:00:00.000000Z), got {value:?}"
+            ),
         )
     }
 }
@@ -93,10 +96,16 @@ pub fn compare_newest(a_timestamp: &str, a_cid: &str, b_timestamp: &str, b_cid: 
 /// Decodes a General JWS payload as JSON of type `T`.
 pub fn decode_payload<T: DeserializeOwned>(jws: &GeneralJws) -> Result<T, DwnError> {
     let bytes = jws.payload_bytes().map_err(|e| {
-        DwnError::new(ErrorCode::GeneralJwsVerifierInvalidSignatureFormat, format!("signature payload is not base64url: {e}"))
+        DwnError::new(
+            ErrorCode::GeneralJwsVerifierInvalidSignatureFormat,
+            format!("signature payload is not base64url: {e}"),
+        )
     })?;
     serde_json::from_slice(&bytes).map_err(|e| {
-        DwnError::new(ErrorCode::SchemaValidatorFailure, format!("signature payload is not valid: {e}"))
+        DwnError::new(
+            ErrorCode::SchemaValidatorFailure,
+            format!("signature payload is not valid: {e}"),
+        )
     })
 }
 

@@ -26,10 +26,17 @@ fn type_name(path: &str) -> &str {
 }
 
 fn sort_by_timestamp() -> Sort {
-    Sort { property: "messageTimestamp".into(), direction: dehr_store::Direction::Ascending }
+    Sort {
+        property: "messageTimestamp".into(),
+        direction: dehr_store::Direction::Ascending,
+    }
 }
 
-async fn fetch_definition(dwn: &Dwn, tenant: &str, protocol: &str) -> Result<ProtocolDefinition, DwnError> {
+async fn fetch_definition(
+    dwn: &Dwn,
+    tenant: &str,
+    protocol: &str,
+) -> Result<ProtocolDefinition, DwnError> {
     match dwn.protocol_definition(tenant, protocol).await? {
         Some(d) => Ok(d),
         None => fail(
@@ -39,9 +46,15 @@ async fn fetch_definition(dwn: &Dwn, tenant: &str, protocol: &str) -> Result<Pro
     }
 }
 
-fn rule_set<'a>(definition: &'a ProtocolDefinition, path: &str) -> Result<&'a Map<String, Value>, DwnError> {
+fn rule_set<'a>(
+    definition: &'a ProtocolDefinition,
+    path: &str,
+) -> Result<&'a Map<String, Value>, DwnError> {
     definition.rule_set(path).ok_or_else(|| {
-        DwnError::new(ErrorCode::ProtocolAuthorizationMissingRuleSet, format!("No rule set defined for protocolPath {path}"))
+        DwnError::new(
+            ErrorCode::ProtocolAuthorizationMissingRuleSet,
+            format!("No rule set defined for protocolPath {path}"),
+        )
     })
 }
 
@@ -57,14 +70,20 @@ pub(crate) async fn validate_referential_integrity(
 
     let name = type_name(path);
     let Some(protocol_type) = definition.types.get(name) else {
-        return fail(ErrorCode::ProtocolAuthorizationInvalidType, format!("record with type {name} not allowed in protocol"));
+        return fail(
+            ErrorCode::ProtocolAuthorizationInvalidType,
+            format!("record with type {name} not allowed in protocol"),
+        );
     };
     if let Some(schema) = &protocol_type.schema
         && d.schema.as_ref() != Some(schema)
     {
         return fail(
             ErrorCode::ProtocolAuthorizationInvalidSchema,
-            format!("type '{name}' must have schema '{schema}', instead has '{}'", d.schema.as_deref().unwrap_or("undefined")),
+            format!(
+                "type '{name}' must have schema '{schema}', instead has '{}'",
+                d.schema.as_deref().unwrap_or("undefined")
+            ),
         );
     }
     if let Some(formats) = &protocol_type.data_formats
@@ -72,7 +91,11 @@ pub(crate) async fn validate_referential_integrity(
     {
         return fail(
             ErrorCode::ProtocolAuthorizationIncorrectDataFormat,
-            format!("type '{name}' must have data format in ({}), instead has '{}'", formats.join(","), d.data_format),
+            format!(
+                "type '{name}' must have data format in ({}), instead has '{}'",
+                formats.join(","),
+                d.data_format
+            ),
         );
     }
 
@@ -81,7 +104,9 @@ pub(crate) async fn validate_referential_integrity(
             if path != name {
                 return fail(
                     ErrorCode::ProtocolAuthorizationParentlessIncorrectProtocolPath,
-                    format!("Declared protocol path '{path}' is not valid for records with no parent'."),
+                    format!(
+                        "Declared protocol path '{path}' is not valid for records with no parent'."
+                    ),
                 );
             }
         }
@@ -92,21 +117,46 @@ pub(crate) async fn validate_referential_integrity(
                 .eq("method", IndexValue::Str("Write".into()))
                 .eq("protocol", IndexValue::Str(protocol.into()))
                 .eq("recordId", IndexValue::Str(parent_id.clone()));
-            let parents = dwn.store.query(tenant, &[filter], &sort_by_timestamp(), &Pagination::default()).await?.messages;
-            let parent = parents.into_iter().next().map(RecordMessage::decode).transpose()?;
-            let parent_path = parent.as_ref().and_then(|p| p.value["descriptor"]["protocolPath"].as_str().map(str::to_owned));
+            let parents = dwn
+                .store
+                .query(
+                    tenant,
+                    &[filter],
+                    &sort_by_timestamp(),
+                    &Pagination::default(),
+                )
+                .await?
+                .messages;
+            let parent = parents
+                .into_iter()
+                .next()
+                .map(RecordMessage::decode)
+                .transpose()?;
+            let parent_path = parent.as_ref().and_then(|p| {
+                p.value["descriptor"]["protocolPath"]
+                    .as_str()
+                    .map(str::to_owned)
+            });
             if parent_path.map(|p| format!("{p}/{name}")).as_deref() != Some(path) {
                 return fail(
                     ErrorCode::ProtocolAuthorizationIncorrectProtocolPath,
-                    format!("Could not find matching parent record to verify declared protocol path '{path}'."),
+                    format!(
+                        "Could not find matching parent record to verify declared protocol path '{path}'."
+                    ),
                 );
             }
-            let parent_context = parent.as_ref().and_then(|p| p.value["contextId"].as_str()).unwrap_or_default();
+            let parent_context = parent
+                .as_ref()
+                .and_then(|p| p.value["contextId"].as_str())
+                .unwrap_or_default();
             let expected = format!("{parent_context}/{}", write.message.record_id);
             if write.message.context_id.as_deref() != Some(expected.as_str()) {
                 return fail(
                     ErrorCode::ProtocolAuthorizationIncorrectContextId,
-                    format!("Declared contextId '{:?}' is not the same as expected: '{expected}'.", write.message.context_id),
+                    format!(
+                        "Declared contextId '{:?}' is not the same as expected: '{expected}'.",
+                        write.message.context_id
+                    ),
                 );
             }
         }
@@ -115,7 +165,10 @@ pub(crate) async fn validate_referential_integrity(
     let rules = rule_set(&definition, path)?;
     if ProtocolDefinition::is_role(rules) {
         let Some(recipient) = &d.recipient else {
-            return fail(ErrorCode::ProtocolAuthorizationRoleMissingRecipient, "Role records must have a recipient");
+            return fail(
+                ErrorCode::ProtocolAuthorizationRoleMissingRecipient,
+                "Role records must have a recipient",
+            );
         };
         let mut filter = Filter::new()
             .eq("interface", IndexValue::Str("Records".into()))
@@ -129,12 +182,25 @@ pub(crate) async fn validate_referential_integrity(
         if !parent_context.is_empty() {
             filter = filter.with("contextId", Condition::Prefix(parent_context.to_owned()));
         }
-        let matches = dwn.store.query(tenant, &[filter], &sort_by_timestamp(), &Pagination::default()).await?.messages;
-        let duplicate = matches.iter().any(|m| m.indexes.get("recordId") != Some(&IndexValue::Str(write.message.record_id.clone())));
+        let matches = dwn
+            .store
+            .query(
+                tenant,
+                &[filter],
+                &sort_by_timestamp(),
+                &Pagination::default(),
+            )
+            .await?
+            .messages;
+        let duplicate = matches.iter().any(|m| {
+            m.indexes.get("recordId") != Some(&IndexValue::Str(write.message.record_id.clone()))
+        });
         if duplicate {
             return fail(
                 ErrorCode::ProtocolAuthorizationDuplicateRoleRecipient,
-                format!("DID '{recipient}' is already recipient of a role record at protocol path '{path} under the parent context {parent_context}."),
+                format!(
+                    "DID '{recipient}' is already recipient of a role record at protocol path '{path} under the parent context {parent_context}."
+                ),
             );
         }
     }
@@ -142,12 +208,18 @@ pub(crate) async fn validate_referential_integrity(
     if let Some(size) = rules.get("$size") {
         let min = size["min"].as_u64().unwrap_or(0);
         if d.data_size < min {
-            return fail(ErrorCode::ProtocolAuthorizationMinSizeInvalid, format!("data size {} is less than allowed {min}", d.data_size));
+            return fail(
+                ErrorCode::ProtocolAuthorizationMinSizeInvalid,
+                format!("data size {} is less than allowed {min}", d.data_size),
+            );
         }
         if let Some(max) = size["max"].as_u64()
             && d.data_size > max
         {
-            return fail(ErrorCode::ProtocolAuthorizationMaxSizeInvalid, format!("data size {} is more than allowed {max}", d.data_size));
+            return fail(
+                ErrorCode::ProtocolAuthorizationMaxSizeInvalid,
+                format!("data size {} is more than allowed {max}", d.data_size),
+            );
         }
     }
     if let Some(Value::Object(tag_rule)) = rules.get("$tags") {
@@ -163,7 +235,11 @@ pub(crate) async fn validate_referential_integrity(
 }
 
 /// Initial writes from the root down to `record_id`.
-async fn record_chain(dwn: &Dwn, tenant: &str, record_id: Option<&str>) -> Result<Vec<RecordsWrite>, DwnError> {
+async fn record_chain(
+    dwn: &Dwn,
+    tenant: &str,
+    record_id: Option<&str>,
+) -> Result<Vec<RecordsWrite>, DwnError> {
     let mut chain = Vec::new();
     let mut current = record_id.map(str::to_owned);
     while let Some(id) = current {
@@ -177,7 +253,10 @@ async fn record_chain(dwn: &Dwn, tenant: &str, record_id: Option<&str>) -> Resul
         current = write.message.descriptor.parent_id.clone();
         chain.push(write);
         if chain.len() > 64 {
-            return fail(ErrorCode::ProtocolAuthorizationParentNotFoundConstructingRecordChain, "record chain is too deep");
+            return fail(
+                ErrorCode::ProtocolAuthorizationParentNotFoundConstructingRecordChain,
+                "record chain is too deep",
+            );
         }
     }
     chain.reverse();
@@ -195,8 +274,14 @@ async fn verify_invoked_role(
     context_id: Option<&str>,
     definition: &ProtocolDefinition,
 ) -> Result<(), DwnError> {
-    if !definition.rule_set(role).is_some_and(ProtocolDefinition::is_role) {
-        return fail(ErrorCode::ProtocolAuthorizationNotARole, format!("Protocol path {role} does not match role record type."));
+    if !definition
+        .rule_set(role)
+        .is_some_and(ProtocolDefinition::is_role)
+    {
+        return fail(
+            ErrorCode::ProtocolAuthorizationNotARole,
+            format!("Protocol path {role} does not match role record type."),
+        );
     }
     let mut filter = Filter::new()
         .eq("interface", IndexValue::Str("Records".into()))
@@ -208,12 +293,26 @@ async fn verify_invoked_role(
     let ancestors = role.split('/').count() - 1;
     if ancestors > 0 {
         let Some(context_id) = context_id else {
-            return fail(ErrorCode::ProtocolAuthorizationRoleNotFound, "Could not verify role because contextId is missing.");
+            return fail(
+                ErrorCode::ProtocolAuthorizationRoleNotFound,
+                "Could not verify role because contextId is missing.",
+            );
         };
         let prefix: Vec<&str> = context_id.split('/').take(ancestors).collect();
         filter = filter.with("contextId", Condition::Prefix(prefix.join("/")));
     }
-    let found = dwn.store.query(tenant, &[filter], &sort_by_timestamp(), &Pagination { limit: Some(1), cursor: None }).await?;
+    let found = dwn
+        .store
+        .query(
+            tenant,
+            &[filter],
+            &sort_by_timestamp(),
+            &Pagination {
+                limit: Some(1),
+                cursor: None,
+            },
+        )
+        .await?;
     if found.messages.is_empty() {
         return fail(
             ErrorCode::ProtocolAuthorizationMatchingRoleRecordNotFound,
@@ -240,11 +339,19 @@ async fn authorize_actions(
     if !rules.contains_key("$actions") {
         return fail(
             ErrorCode::ProtocolAuthorizationActionRulesNotFound,
-            format!("no action rule defined for Records{}, {} is unauthorized", target.method, author.unwrap_or("undefined")),
+            format!(
+                "no action rule defined for Records{}, {} is unauthorized",
+                target.method,
+                author.unwrap_or("undefined")
+            ),
         );
     }
     for rule in ProtocolDefinition::actions(rules) {
-        if !rule.can.iter().any(|a| target.actions.contains(&a.as_str())) {
+        if !rule
+            .can
+            .iter()
+            .any(|a| target.actions.contains(&a.as_str()))
+        {
             continue;
         }
         if rule.who.as_deref() == Some("anyone") {
@@ -265,7 +372,10 @@ async fn authorize_actions(
                 }
             }
             (Some(who), Some(of)) => {
-                let Some(ancestor) = chain.iter().find(|w| w.message.descriptor.protocol_path.as_deref() == Some(of)) else {
+                let Some(ancestor) = chain
+                    .iter()
+                    .find(|w| w.message.descriptor.protocol_path.as_deref() == Some(of))
+                else {
                     continue;
                 };
                 let ok = match who {
@@ -281,7 +391,11 @@ async fn authorize_actions(
     }
     fail(
         ErrorCode::ProtocolAuthorizationActionNotAllowed,
-        format!("Inbound message action Records{} by author {} not allowed.", target.method, author.unwrap_or("undefined")),
+        format!(
+            "Inbound message action Records{} by author {} not allowed.",
+            target.method,
+            author.unwrap_or("undefined")
+        ),
     )
 }
 
@@ -297,7 +411,9 @@ pub(crate) async fn authorize_write(
         Some(c) => c.definition.clone(),
         None => fetch_definition(dwn, tenant, protocol).await?,
     };
-    let existing_initial = dwn.find_initial_write(tenant, &write.message.record_id).await?;
+    let existing_initial = dwn
+        .find_initial_write(tenant, &write.message.record_id)
+        .await?;
     let chain = match &existing_initial {
         None => record_chain(dwn, tenant, d.parent_id.as_deref()).await?,
         Some(_) => record_chain(dwn, tenant, Some(&write.message.record_id)).await?,
@@ -305,7 +421,16 @@ pub(crate) async fn authorize_write(
     let rules = rule_set(&definition, d.protocol_path.as_deref().unwrap_or_default())?;
     let role = write.signature_payload.protocol_role.as_deref();
     if let Some(role) = role {
-        verify_invoked_role(dwn, tenant, &write.author, role, protocol, write.message.context_id.as_deref(), &definition).await?;
+        verify_invoked_role(
+            dwn,
+            tenant,
+            &write.author,
+            role,
+            protocol,
+            write.message.context_id.as_deref(),
+            &definition,
+        )
+        .await?;
     }
     let actions = if write.is_initial_write() {
         vec!["create"]
@@ -314,11 +439,19 @@ pub(crate) async fn authorize_write(
             None => vec![],
             Some(initial) => {
                 let initial_author = RecordsWrite::from_message(initial.write_message()?)?.author;
-                if initial_author == write.author { vec!["co-update", "update"] } else { vec!["co-update"] }
+                if initial_author == write.author {
+                    vec!["co-update", "update"]
+                } else {
+                    vec!["co-update"]
+                }
             }
         }
     };
-    let target = Target { method: "Write", actions, record: Some(&write.message) };
+    let target = Target {
+        method: "Write",
+        actions,
+        record: Some(&write.message),
+    };
     authorize_actions(Some(&write.author), role, rules, &chain, target).await
 }
 
@@ -335,9 +468,22 @@ pub(crate) async fn authorize_read(
     let chain = record_chain(dwn, tenant, Some(&newest.message.record_id)).await?;
     let rules = rule_set(&definition, d.protocol_path.as_deref().unwrap_or_default())?;
     if let (Some(role), Some(author)) = (role, author) {
-        verify_invoked_role(dwn, tenant, author, role, protocol, newest.message.context_id.as_deref(), &definition).await?;
+        verify_invoked_role(
+            dwn,
+            tenant,
+            author,
+            role,
+            protocol,
+            newest.message.context_id.as_deref(),
+            &definition,
+        )
+        .await?;
     }
-    let target = Target { method: "Read", actions: vec!["read"], record: None };
+    let target = Target {
+        method: "Read",
+        actions: vec!["read"],
+        record: None,
+    };
     authorize_actions(author, role, rules, &chain, target).await
 }
 
@@ -350,13 +496,36 @@ pub(crate) async fn authorize_query(
     action: &'static str,
 ) -> Result<(), DwnError> {
     let Some(protocol) = filter.protocol.as_deref() else {
-        return fail(ErrorCode::RecordsQueryFilterMissingRequiredProperties, "Role-authorized queries must include `protocol`");
+        return fail(
+            ErrorCode::RecordsQueryFilterMissingRequiredProperties,
+            "Role-authorized queries must include `protocol`",
+        );
     };
     let definition = fetch_definition(dwn, tenant, protocol).await?;
-    let rules = rule_set(&definition, filter.protocol_path.as_deref().unwrap_or_default())?;
-    verify_invoked_role(dwn, tenant, author, role, protocol, filter.context_id.as_deref(), &definition).await?;
-    let method = if action == "query" { "Query" } else { "Subscribe" };
-    let target = Target { method, actions: vec![action], record: None };
+    let rules = rule_set(
+        &definition,
+        filter.protocol_path.as_deref().unwrap_or_default(),
+    )?;
+    verify_invoked_role(
+        dwn,
+        tenant,
+        author,
+        role,
+        protocol,
+        filter.context_id.as_deref(),
+        &definition,
+    )
+    .await?;
+    let method = if action == "query" {
+        "Query"
+    } else {
+        "Subscribe"
+    };
+    let target = Target {
+        method,
+        actions: vec![action],
+        record: None,
+    };
     authorize_actions(Some(author), Some(role), rules, &[], target).await
 }
 
@@ -374,7 +543,16 @@ pub(crate) async fn authorize_delete(
     let chain = record_chain(dwn, tenant, Some(&initial.message.record_id)).await?;
     let rules = rule_set(&definition, d.protocol_path.as_deref().unwrap_or_default())?;
     if let Some(role) = role {
-        verify_invoked_role(dwn, tenant, author, role, protocol, initial.message.context_id.as_deref(), &definition).await?;
+        verify_invoked_role(
+            dwn,
+            tenant,
+            author,
+            role,
+            protocol,
+            initial.message.context_id.as_deref(),
+            &definition,
+        )
+        .await?;
     }
     let is_author = initial.author == author;
     let actions = match (prune, is_author) {
@@ -383,6 +561,10 @@ pub(crate) async fn authorize_delete(
         (false, true) => vec!["co-delete", "delete"],
         (false, false) => vec!["co-delete"],
     };
-    let target = Target { method: "Delete", actions, record: None };
+    let target = Target {
+        method: "Delete",
+        actions,
+        record: None,
+    };
     authorize_actions(Some(author), role, rules, &chain, target).await
 }

@@ -13,7 +13,9 @@ use serde_json::{Map, Value};
 use crate::auth::{self, signer_did};
 use crate::dwn::Dwn;
 use crate::error::{DwnError, ErrorCode, fail};
-use crate::message::{Authorization, GenericSignaturePayload, check_timestamp, cid_of, compare_newest, parse_json};
+use crate::message::{
+    Authorization, GenericSignaturePayload, check_timestamp, cid_of, compare_newest, parse_json,
+};
 use crate::reply::Reply;
 use crate::url::{validate_protocol_url, validate_schema_url};
 
@@ -58,8 +60,26 @@ pub struct ProtocolDefinition {
     pub structure: Map<String, Value>,
 }
 
-const WHO_ACTIONS: &[&str] = &["co-delete", "co-prune", "co-update", "create", "delete", "prune", "read", "update"];
-const ROLE_ACTIONS: &[&str] = &["co-delete", "co-update", "create", "delete", "query", "subscribe", "read", "update"];
+const WHO_ACTIONS: &[&str] = &[
+    "co-delete",
+    "co-prune",
+    "co-update",
+    "create",
+    "delete",
+    "prune",
+    "read",
+    "update",
+];
+const ROLE_ACTIONS: &[&str] = &[
+    "co-delete",
+    "co-update",
+    "create",
+    "delete",
+    "query",
+    "subscribe",
+    "read",
+    "update",
+];
 const RULE_KEYS: &[&str] = &["$actions", "$role", "$size", "$tags", "$encryption"];
 
 impl ProtocolDefinition {
@@ -102,15 +122,26 @@ fn invalid(message: impl Into<String>) -> DwnError {
 }
 
 fn child_path(parent: &str, name: &str) -> String {
-    if parent.is_empty() { name.to_owned() } else { format!("{parent}/{name}") }
+    if parent.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{parent}/{name}")
+    }
 }
 
-fn collect_roles(path: &str, rule_set: &Map<String, Value>, roles: &mut Vec<String>, depth: usize) -> Result<(), DwnError> {
+fn collect_roles(
+    path: &str,
+    rule_set: &Map<String, Value>,
+    roles: &mut Vec<String>,
+    depth: usize,
+) -> Result<(), DwnError> {
     if depth > 10 {
         return Err(invalid("Record nesting depth exceeded 10 levels."));
     }
     for (name, child) in rule_set.iter().filter(|(k, _)| !k.starts_with('$')) {
-        let Some(child) = child.as_object() else { continue };
+        let Some(child) = child.as_object() else {
+            continue;
+        };
         let child_path = child_path(path, name);
         if ProtocolDefinition::is_role(child) {
             roles.push(child_path);
@@ -121,11 +152,18 @@ fn collect_roles(path: &str, rule_set: &Map<String, Value>, roles: &mut Vec<Stri
     Ok(())
 }
 
-fn validate_rule_set(rule_set: &Map<String, Value>, path: &str, types: &[&str], roles: &[String]) -> Result<(), DwnError> {
+fn validate_rule_set(
+    rule_set: &Map<String, Value>,
+    path: &str,
+    types: &[&str],
+    roles: &[String],
+) -> Result<(), DwnError> {
     for (key, value) in rule_set {
         if key.starts_with('$') {
             if !RULE_KEYS.contains(&key.as_str()) {
-                return Err(invalid(format!("unknown rule {key} at protocol path '{path}'")));
+                return Err(invalid(format!(
+                    "unknown rule {key} at protocol path '{path}'"
+                )));
             }
             continue;
         }
@@ -134,7 +172,8 @@ fn validate_rule_set(rule_set: &Map<String, Value>, path: &str, types: &[&str], 
         }
     }
     if let Some(size) = rule_set.get("$size") {
-        let size: SizeRule = serde_json::from_value(size.clone()).map_err(|e| invalid(format!("$size at '{path}': {e}")))?;
+        let size: SizeRule = serde_json::from_value(size.clone())
+            .map_err(|e| invalid(format!("$size at '{path}': {e}")))?;
         if let Some(max) = size.max
             && max < size.min.unwrap_or(0)
         {
@@ -156,7 +195,10 @@ fn validate_rule_set(rule_set: &Map<String, Value>, path: &str, types: &[&str], 
         for (name, schema) in tags {
             match name.as_str() {
                 "$requiredTags" => {
-                    if !schema.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
+                    if !schema
+                        .as_array()
+                        .is_some_and(|a| a.iter().all(Value::is_string))
+                    {
                         return Err(invalid("$requiredTags must be an array of strings"));
                     }
                 }
@@ -165,18 +207,24 @@ fn validate_rule_set(rule_set: &Map<String, Value>, path: &str, types: &[&str], 
                         return Err(invalid("$allowUndefinedTags must be a boolean"));
                     }
                 }
-                _ => crate::tags_schema::check_schema(schema)
-                    .map_err(|e| invalid(format!("tags schema validation error: {path}/$tags/{name} {e}")))?,
+                _ => crate::tags_schema::check_schema(schema).map_err(|e| {
+                    invalid(format!(
+                        "tags schema validation error: {path}/$tags/{name} {e}"
+                    ))
+                })?,
             }
         }
     }
     let rules: Vec<ActionRule> = match rule_set.get("$actions") {
         None => Vec::new(),
-        Some(v) => serde_json::from_value(v.clone()).map_err(|e| invalid(format!("$actions at '{path}': {e}")))?,
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|e| invalid(format!("$actions at '{path}': {e}")))?,
     };
     for (i, rule) in rules.iter().enumerate() {
         if rule.can.is_empty() {
-            return Err(invalid(format!("action rule at '{path}' must allow at least one action")));
+            return Err(invalid(format!(
+                "action rule at '{path}' must allow at least one action"
+            )));
         }
         match (&rule.who, &rule.role) {
             (Some(who), None) => {
@@ -184,18 +232,30 @@ fn validate_rule_set(rule_set: &Map<String, Value>, path: &str, types: &[&str], 
                     return Err(invalid(format!("unknown actor {who} at '{path}'")));
                 }
                 if let Some(bad) = rule.can.iter().find(|a| !WHO_ACTIONS.contains(&a.as_str())) {
-                    return Err(invalid(format!("action {bad} is not allowed for `who` rules at '{path}'")));
+                    return Err(invalid(format!(
+                        "action {bad} is not allowed for `who` rules at '{path}'"
+                    )));
                 }
             }
             (None, Some(role)) => {
                 if rule.of.is_some() {
-                    return Err(invalid(format!("`of` is not allowed in a role rule at '{path}'")));
+                    return Err(invalid(format!(
+                        "`of` is not allowed in a role rule at '{path}'"
+                    )));
                 }
-                if let Some(bad) = rule.can.iter().find(|a| !ROLE_ACTIONS.contains(&a.as_str())) {
-                    return Err(invalid(format!("action {bad} is not allowed for role rules at '{path}'")));
+                if let Some(bad) = rule
+                    .can
+                    .iter()
+                    .find(|a| !ROLE_ACTIONS.contains(&a.as_str()))
+                {
+                    return Err(invalid(format!(
+                        "action {bad} is not allowed for role rules at '{path}'"
+                    )));
                 }
                 if !roles.contains(role) {
-                    return Err(invalid(format!("Role in action {role} for rule set {path} does not exist.")));
+                    return Err(invalid(format!(
+                        "Role in action {role} for rule set {path} does not exist."
+                    )));
                 }
                 let reads = ["read", "query", "subscribe"];
                 let has = |a: &str| rule.can.iter().any(|c| c == a);
@@ -205,28 +265,43 @@ fn validate_rule_set(rule_set: &Map<String, Value>, path: &str, types: &[&str], 
                     )));
                 }
             }
-            _ => return Err(invalid(format!("action rule at '{path}' needs exactly one of `who` and `role`"))),
+            _ => {
+                return Err(invalid(format!(
+                    "action rule at '{path}' needs exactly one of `who` and `role`"
+                )));
+            }
         }
         if rule.who.as_deref() == Some("anyone") && rule.of.is_some() {
-            return Err(invalid(format!("'of' is not allowed at rule set protocol path ({path})")));
+            return Err(invalid(format!(
+                "'of' is not allowed at rule set protocol path ({path})"
+            )));
         }
         if rule.who.as_deref() == Some("recipient")
             && rule.of.is_none()
-            && rule.can.iter().any(|a| !["co-update", "co-delete", "co-prune"].contains(&a.as_str()))
+            && rule
+                .can
+                .iter()
+                .any(|a| !["co-update", "co-delete", "co-prune"].contains(&a.as_str()))
         {
             return Err(invalid(
                 "Rules for `recipient` without `of` property must have `can` containing only `co-update`, `co-delete`, and `co-prune`.",
             ));
         }
         if rule.who.as_deref() == Some("author") && rule.of.is_none() {
-            return Err(invalid("'of' is required when 'author' is specified as 'who'"));
+            return Err(invalid(
+                "'of' is required when 'author' is specified as 'who'",
+            ));
         }
         let has = |a: &str| rule.can.iter().any(|c| c == a);
         if has("update") && !has("create") {
-            return Err(invalid("an action rule with 'update' must also allow 'create'"));
+            return Err(invalid(
+                "an action rule with 'update' must also allow 'create'",
+            ));
         }
         if has("delete") && !has("create") {
-            return Err(invalid("an action rule with 'delete' must also allow 'create'"));
+            return Err(invalid(
+                "an action rule with 'delete' must also allow 'create'",
+            ));
         }
         for other in &rules[i + 1..] {
             if rule.who.is_some() && rule.who == other.who && rule.of == other.of {
@@ -246,10 +321,14 @@ fn validate_rule_set(rule_set: &Map<String, Value>, path: &str, types: &[&str], 
     }
     for (name, child) in rule_set.iter().filter(|(k, _)| !k.starts_with('$')) {
         let Some(child) = child.as_object() else {
-            return Err(invalid(format!("rule set {name} at '{path}' must be an object")));
+            return Err(invalid(format!(
+                "rule set {name} at '{path}' must be an object"
+            )));
         };
         if !types.contains(&name.as_str()) {
-            return Err(invalid(format!("Invalid record type: {name} is not declared in types")));
+            return Err(invalid(format!(
+                "Invalid record type: {name} is not declared in types"
+            )));
         }
         validate_rule_set(child, &child_path(path, name), types, roles)?;
     }
@@ -304,39 +383,67 @@ fn configure_filter(protocol: &str) -> Filter {
 }
 
 fn by_timestamp() -> Sort {
-    Sort { property: "messageTimestamp".into(), direction: dehr_store::Direction::Ascending }
+    Sort {
+        property: "messageTimestamp".into(),
+        direction: dehr_store::Direction::Ascending,
+    }
 }
 
 impl Dwn {
-    pub(crate) async fn handle_protocols_configure(&self, tenant: &str, raw: Value) -> Result<Reply, DwnError> {
+    pub(crate) async fn handle_protocols_configure(
+        &self,
+        tenant: &str,
+        raw: Value,
+    ) -> Result<Reply, DwnError> {
         let mut message: ProtocolsConfigureMessage = parse_json(raw, "ProtocolsConfigure")?;
         crate::message::normalize_numbers(&mut message.descriptor.definition);
         let d = &message.descriptor;
         if d.interface != "Protocols" || d.method != "Configure" {
-            return fail(ErrorCode::SchemaValidatorFailure, "descriptor must have interface Protocols and method Configure");
+            return fail(
+                ErrorCode::SchemaValidatorFailure,
+                "descriptor must have interface Protocols and method Configure",
+            );
         }
         let definition: ProtocolDefinition = parse_json(d.definition.clone(), "definition")?;
         definition.validate()?;
-        auth::validate_signature_structure(&message.authorization.signature, d, |p: &GenericSignaturePayload| {
-            p.descriptor_cid.as_str()
-        })?;
+        auth::validate_signature_structure(
+            &message.authorization.signature,
+            d,
+            |p: &GenericSignaturePayload| p.descriptor_cid.as_str(),
+        )?;
         check_timestamp("messageTimestamp", &d.message_timestamp)?;
         auth::authenticate(Some(&message.authorization), self.resolver.as_ref()).await?;
         let author = signer_did(&message.authorization.signature)?;
         if author != tenant {
-            return fail(ErrorCode::ProtocolsConfigureUnauthorized, "The ProtocolsConfigure failed authorization");
+            return fail(
+                ErrorCode::ProtocolsConfigureUnauthorized,
+                "The ProtocolsConfigure failed authorization",
+            );
         }
 
         let message_cid = cid_of(&message)?;
-        let _guard = self.locks.lock(tenant, &format!("protocol:{}", definition.protocol)).await;
-        let existing = self.store.query(tenant, &[configure_filter(&definition.protocol)], &by_timestamp(), &Pagination::default()).await?;
+        let _guard = self
+            .locks
+            .lock(tenant, &format!("protocol:{}", definition.protocol))
+            .await;
+        let existing = self
+            .store
+            .query(
+                tenant,
+                &[configure_filter(&definition.protocol)],
+                &by_timestamp(),
+                &Pagination::default(),
+            )
+            .await?;
         let mut commit = Commit::default();
         for old in &existing.messages {
             let old_ts = match old.indexes.get("messageTimestamp") {
                 Some(IndexValue::Str(s)) => s.as_str(),
                 _ => "",
             };
-            if compare_newest(old_ts, &old.message_cid, &d.message_timestamp, &message_cid) != std::cmp::Ordering::Less {
+            if compare_newest(old_ts, &old.message_cid, &d.message_timestamp, &message_cid)
+                != std::cmp::Ordering::Less
+            {
                 return Ok(Reply::conflict());
             }
             commit.delete.push(old.message_cid.clone());
@@ -351,7 +458,8 @@ impl Dwn {
         indexes.insert("author".into(), s(&author));
         commit.put.push(NewMessage {
             message_cid: message_cid.clone(),
-            message: serde_json::to_vec(&message).map_err(|e| DwnError::new(ErrorCode::Internal, e.to_string()))?,
+            message: serde_json::to_vec(&message)
+                .map_err(|e| DwnError::new(ErrorCode::Internal, e.to_string()))?,
             encoded_data: None,
             indexes: indexes.clone(),
         });
@@ -362,16 +470,25 @@ impl Dwn {
         Ok(Reply::accepted())
     }
 
-    pub(crate) async fn handle_protocols_query(&self, tenant: &str, raw: Value) -> Result<Reply, DwnError> {
+    pub(crate) async fn handle_protocols_query(
+        &self,
+        tenant: &str,
+        raw: Value,
+    ) -> Result<Reply, DwnError> {
         let message: ProtocolsQueryMessage = parse_json(raw, "ProtocolsQuery")?;
         let d = &message.descriptor;
         if d.interface != "Protocols" || d.method != "Query" {
-            return fail(ErrorCode::SchemaValidatorFailure, "descriptor must have interface Protocols and method Query");
+            return fail(
+                ErrorCode::SchemaValidatorFailure,
+                "descriptor must have interface Protocols and method Query",
+            );
         }
         check_timestamp("messageTimestamp", &d.message_timestamp)?;
         let mut author = None;
         if let Some(a) = &message.authorization {
-            auth::validate_signature_structure(&a.signature, d, |p: &GenericSignaturePayload| p.descriptor_cid.as_str())?;
+            auth::validate_signature_structure(&a.signature, d, |p: &GenericSignaturePayload| {
+                p.descriptor_cid.as_str()
+            })?;
             auth::authenticate(Some(a), self.resolver.as_ref()).await?;
             author = Some(signer_did(&a.signature)?);
         }
@@ -379,29 +496,60 @@ impl Dwn {
             .eq("interface", IndexValue::Str("Protocols".into()))
             .eq("method", IndexValue::Str("Configure".into()));
         if let Some(f) = &d.filter {
-            let normalized = crate::url::normalize_url(&f.protocol).unwrap_or_else(|| f.protocol.clone());
+            let normalized =
+                crate::url::normalize_url(&f.protocol).unwrap_or_else(|| f.protocol.clone());
             filter = filter.eq("protocol", IndexValue::Str(normalized));
         }
         if author.as_deref() != Some(tenant) {
             // Anyone but the owner sees published definitions only.
             filter = filter.eq("published", IndexValue::Bool(true));
         }
-        let result = self.store.query(tenant, &[filter], &by_timestamp(), &Pagination::default()).await?;
+        let result = self
+            .store
+            .query(tenant, &[filter], &by_timestamp(), &Pagination::default())
+            .await?;
         let entries = result
             .messages
             .iter()
             .map(|m| serde_json::from_slice::<Value>(&m.message))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| DwnError::new(ErrorCode::StorageFailure, format!("stored message is not JSON: {e}")))?;
+            .map_err(|e| {
+                DwnError::new(
+                    ErrorCode::StorageFailure,
+                    format!("stored message is not JSON: {e}"),
+                )
+            })?;
         Ok(Reply::ok().with("entries", Value::Array(entries)))
     }
 
     /// The stored definition of `protocol` for `tenant`, if configured.
-    pub(crate) async fn protocol_definition(&self, tenant: &str, protocol: &str) -> Result<Option<ProtocolDefinition>, DwnError> {
-        let result = self.store.query(tenant, &[configure_filter(protocol)], &by_timestamp(), &Pagination::default()).await?;
-        let Some(stored) = result.messages.last() else { return Ok(None) };
-        let message: ProtocolsConfigureMessage = serde_json::from_slice(&stored.message)
-            .map_err(|e| DwnError::new(ErrorCode::StorageFailure, format!("stored protocol is not valid: {e}")))?;
-        Ok(Some(parse_json(message.descriptor.definition, "stored definition")?))
+    pub(crate) async fn protocol_definition(
+        &self,
+        tenant: &str,
+        protocol: &str,
+    ) -> Result<Option<ProtocolDefinition>, DwnError> {
+        let result = self
+            .store
+            .query(
+                tenant,
+                &[configure_filter(protocol)],
+                &by_timestamp(),
+                &Pagination::default(),
+            )
+            .await?;
+        let Some(stored) = result.messages.last() else {
+            return Ok(None);
+        };
+        let message: ProtocolsConfigureMessage =
+            serde_json::from_slice(&stored.message).map_err(|e| {
+                DwnError::new(
+                    ErrorCode::StorageFailure,
+                    format!("stored protocol is not valid: {e}"),
+                )
+            })?;
+        Ok(Some(parse_json(
+            message.descriptor.definition,
+            "stored definition",
+        )?))
     }
 }

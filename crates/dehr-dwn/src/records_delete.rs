@@ -11,7 +11,9 @@ use serde_json::Value;
 use crate::auth::{self, signer_did};
 use crate::dwn::Dwn;
 use crate::error::{DwnError, ErrorCode, fail};
-use crate::message::{Authorization, GenericSignaturePayload, check_timestamp, cid_of, compare_newest, parse_json};
+use crate::message::{
+    Authorization, GenericSignaturePayload, check_timestamp, cid_of, compare_newest, parse_json,
+};
 use crate::records_write::{RecordMessage, RecordsWrite, large_data_key, newest, record_messages};
 use crate::reply::Reply;
 
@@ -47,11 +49,18 @@ fn now_ms() -> i64 {
 }
 
 impl Dwn {
-    pub(crate) async fn handle_records_delete(&self, tenant: &str, raw: Value) -> Result<Reply, DwnError> {
+    pub(crate) async fn handle_records_delete(
+        &self,
+        tenant: &str,
+        raw: Value,
+    ) -> Result<Reply, DwnError> {
         let message: RecordsDeleteMessage = parse_json(raw, "RecordsDelete")?;
         let d = &message.descriptor;
         if d.interface != "Records" || d.method != "Delete" {
-            return fail(ErrorCode::SchemaValidatorFailure, "descriptor must have interface Records and method Delete");
+            return fail(
+                ErrorCode::SchemaValidatorFailure,
+                "descriptor must have interface Records and method Delete",
+            );
         }
         check_timestamp("messageTimestamp", &d.message_timestamp)?;
         let payload: GenericSignaturePayload = auth::validate_signature_structure(
@@ -71,27 +80,52 @@ impl Dwn {
             return Ok(Reply::new(404, "Not Found"));
         }
         let message_cid = cid_of(&message)?;
-        if compare_newest(&d.message_timestamp, &message_cid, &newest_existing.timestamp, &newest_existing.stored.message_cid)
-            != std::cmp::Ordering::Greater
+        if compare_newest(
+            &d.message_timestamp,
+            &message_cid,
+            &newest_existing.timestamp,
+            &newest_existing.stored.message_cid,
+        ) != std::cmp::Ordering::Greater
         {
             return Ok(Reply::conflict());
         }
         let Some(initial) = existing.iter().find(|m| m.is_write && m.is_initial_write()) else {
-            return fail(ErrorCode::RecordsWriteGetInitialWriteNotFound, "Initial write is not found.");
+            return fail(
+                ErrorCode::RecordsWriteGetInitialWriteNotFound,
+                "Initial write is not found.",
+            );
         };
         let initial_write = RecordsWrite::from_message(initial.write_message()?)?;
         if author != tenant {
             if initial_write.message.descriptor.protocol.is_none() {
-                return fail(ErrorCode::RecordsDeleteUnauthorized, "RecordsDelete message failed authorization");
+                return fail(
+                    ErrorCode::RecordsDeleteUnauthorized,
+                    "RecordsDelete message failed authorization",
+                );
             }
             let role = payload.protocol_role.as_deref();
-            crate::protocol_authorization::authorize_delete(self, tenant, &author, role, d.prune, &initial_write).await?;
+            crate::protocol_authorization::authorize_delete(
+                self,
+                tenant,
+                &author,
+                role,
+                d.prune,
+                &initial_write,
+            )
+            .await?;
         }
 
-        let task = serde_json::to_vec(&DeleteTask { name: "RecordsDelete".into(), message: message.clone() })
-            .map_err(|e| DwnError::new(ErrorCode::Internal, format!("encoding task: {e}")))?;
-        let registered = self.store.task_register(tenant, task, now_ms() + TASK_TIMEOUT_MS).await?;
-        self.perform_records_delete(tenant, &message, existing).await?;
+        let task = serde_json::to_vec(&DeleteTask {
+            name: "RecordsDelete".into(),
+            message: message.clone(),
+        })
+        .map_err(|e| DwnError::new(ErrorCode::Internal, format!("encoding task: {e}")))?;
+        let registered = self
+            .store
+            .task_register(tenant, task, now_ms() + TASK_TIMEOUT_MS)
+            .await?;
+        self.perform_records_delete(tenant, &message, existing)
+            .await?;
         self.store.task_delete(tenant, &registered.id).await?;
         Ok(Reply::accepted())
     }
@@ -105,7 +139,9 @@ impl Dwn {
         existing: Vec<RecordMessage>,
     ) -> Result<(), DwnError> {
         let d = &message.descriptor;
-        let Some(newest_existing) = newest(&existing) else { return Ok(()) };
+        let Some(newest_existing) = newest(&existing) else {
+            return Ok(());
+        };
         if !can_delete(d, newest_existing) {
             return Ok(());
         }
@@ -124,7 +160,8 @@ impl Dwn {
         let mut commit = Commit::default();
         commit.put.push(NewMessage {
             message_cid: message_cid.clone(),
-            message: serde_json::to_vec(message).map_err(|e| DwnError::new(ErrorCode::Internal, e.to_string()))?,
+            message: serde_json::to_vec(message)
+                .map_err(|e| DwnError::new(ErrorCode::Internal, e.to_string()))?,
             encoded_data: None,
             indexes: indexes.clone(),
         });
@@ -150,7 +187,8 @@ impl Dwn {
         }
         self.store.commit(tenant, commit).await?;
         let message_json = serde_json::to_value(message).unwrap_or(Value::Null);
-        self.events.emit(tenant, message_json, Some(initial.value.clone()), &indexes);
+        self.events
+            .emit(tenant, message_json, Some(initial.value.clone()), &indexes);
         Ok(())
     }
 
@@ -164,8 +202,15 @@ impl Dwn {
             let filter = Filter::new()
                 .eq("interface", IndexValue::Str("Records".into()))
                 .eq("parentId", IndexValue::Str(parent.clone()));
-            let sort = Sort { property: "messageTimestamp".into(), direction: dehr_store::Direction::Ascending };
-            let children = self.store.query(tenant, &[filter], &sort, &Pagination::default()).await?.messages;
+            let sort = Sort {
+                property: "messageTimestamp".into(),
+                direction: dehr_store::Direction::Ascending,
+            };
+            let children = self
+                .store
+                .query(tenant, &[filter], &sort, &Pagination::default())
+                .await?
+                .messages;
             let mut child_ids: Vec<String> = children
                 .iter()
                 .filter_map(|m| match m.indexes.get("recordId") {
@@ -200,7 +245,10 @@ impl Dwn {
     pub async fn resume_tasks(&self) -> Result<usize, DwnError> {
         let mut done = 0;
         loop {
-            let tasks = self.store.task_grab(now_ms(), now_ms() + TASK_TIMEOUT_MS, 16).await?;
+            let tasks = self
+                .store
+                .task_grab(now_ms(), now_ms() + TASK_TIMEOUT_MS, 16)
+                .await?;
             if tasks.is_empty() {
                 return Ok(done);
             }
@@ -210,9 +258,12 @@ impl Dwn {
                         let d = &t.message.descriptor;
                         let _guard = self.locks.lock(&task.tenant, &d.record_id).await;
                         let existing = record_messages(self, &task.tenant, &d.record_id).await?;
-                        self.perform_records_delete(&task.tenant, &t.message, existing).await?;
+                        self.perform_records_delete(&task.tenant, &t.message, existing)
+                            .await?;
                     }
-                    Err(e) => tracing::warn!(task = %task.id, "dropping unreadable resumable task: {e}"),
+                    Err(e) => {
+                        tracing::warn!(task = %task.id, "dropping unreadable resumable task: {e}")
+                    }
                 }
                 self.store.task_delete(&task.tenant, &task.id).await?;
                 done += 1;

@@ -33,18 +33,28 @@ pub struct RecordsReadMessage {
 }
 
 impl Dwn {
-    pub(crate) async fn handle_records_read(&self, tenant: &str, raw: Value) -> Result<Reply, DwnError> {
+    pub(crate) async fn handle_records_read(
+        &self,
+        tenant: &str,
+        raw: Value,
+    ) -> Result<Reply, DwnError> {
         let message: RecordsReadMessage = parse_json(raw, "RecordsRead")?;
         let d = &message.descriptor;
         if d.interface != "Records" || d.method != "Read" {
-            return fail(ErrorCode::SchemaValidatorFailure, "descriptor must have interface Records and method Read");
+            return fail(
+                ErrorCode::SchemaValidatorFailure,
+                "descriptor must have interface Records and method Read",
+            );
         }
         check_timestamp("messageTimestamp", &d.message_timestamp)?;
         d.filter.validate()?;
         let (author, payload) = match &message.authorization {
             Some(a) => {
-                let payload: GenericSignaturePayload =
-                    auth::validate_signature_structure(&a.signature, d, |p: &GenericSignaturePayload| p.descriptor_cid.as_str())?;
+                let payload: GenericSignaturePayload = auth::validate_signature_structure(
+                    &a.signature,
+                    d,
+                    |p: &GenericSignaturePayload| p.descriptor_cid.as_str(),
+                )?;
                 (Some(signer_did(&a.signature)?), Some(payload))
             }
             None => (None, None),
@@ -57,10 +67,20 @@ impl Dwn {
         let filter = Filter(filter.0)
             .eq("interface", IndexValue::Str("Records".into()))
             .eq("isLatestBaseState", IndexValue::Bool(true));
-        let sort = Sort { property: "messageTimestamp".into(), direction: dehr_store::Direction::Ascending };
-        let found = self.store.query(tenant, &[filter], &sort, &Pagination::default()).await?.messages;
+        let sort = Sort {
+            property: "messageTimestamp".into(),
+            direction: dehr_store::Direction::Ascending,
+        };
+        let found = self
+            .store
+            .query(tenant, &[filter], &sort, &Pagination::default())
+            .await?
+            .messages;
         if found.len() > 1 {
-            return fail(ErrorCode::SchemaValidatorFailure, "Multiple records exist for the RecordsRead filter");
+            return fail(
+                ErrorCode::SchemaValidatorFailure,
+                "Multiple records exist for the RecordsRead filter",
+            );
         }
         let Some(matched) = found.into_iter().next() else {
             return Ok(Reply::new(404, "Not Found"));
@@ -70,25 +90,40 @@ impl Dwn {
         let role = payload.as_ref().and_then(|p| p.protocol_role.as_deref());
 
         if !matched.is_write {
-            let record_id = matched.value["descriptor"]["recordId"].as_str().unwrap_or_default().to_owned();
+            let record_id = matched.value["descriptor"]["recordId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             let Some(initial) = self.find_initial_write(tenant, &record_id).await? else {
-                return fail(ErrorCode::RecordNotFound, "Initial write for deleted record not found");
+                return fail(
+                    ErrorCode::RecordNotFound,
+                    "Initial write for deleted record not found",
+                );
             };
             let initial_write = RecordsWrite::from_message(initial.write_message()?)?;
-            self.authorize_records_read(tenant, author, role, &initial_write).await?;
-            return Ok(Reply::new(404, "Not Found")
-                .with("entry", json!({ "recordsDelete": matched.value, "initialWrite": initial.value })));
+            self.authorize_records_read(tenant, author, role, &initial_write)
+                .await?;
+            return Ok(Reply::new(404, "Not Found").with(
+                "entry",
+                json!({ "recordsDelete": matched.value, "initialWrite": initial.value }),
+            ));
         }
 
         let write = RecordsWrite::from_message(matched.write_message()?)?;
-        self.authorize_records_read(tenant, author, role, &write).await?;
+        self.authorize_records_read(tenant, author, role, &write)
+            .await?;
 
         let mut reply = Reply::ok();
         let data = match &matched.stored.encoded_data {
             Some(encoded) => {
-                let bytes = dehr_core::encoding::b64url_decode(encoded)
-                    .map_err(|e| DwnError::new(ErrorCode::StorageFailure, format!("stored data is not base64url: {e}")))?;
-                let stream: dehr_store::DataStream = Box::pin(stream::once(async move { Ok(bytes::Bytes::from(bytes)) }));
+                let bytes = dehr_core::encoding::b64url_decode(encoded).map_err(|e| {
+                    DwnError::new(
+                        ErrorCode::StorageFailure,
+                        format!("stored data is not base64url: {e}"),
+                    )
+                })?;
+                let stream: dehr_store::DataStream =
+                    Box::pin(stream::once(async move { Ok(bytes::Bytes::from(bytes)) }));
                 stream
             }
             None => {
@@ -113,9 +148,15 @@ impl Dwn {
         Ok(reply)
     }
 
-    pub(crate) async fn find_initial_write(&self, tenant: &str, record_id: &str) -> Result<Option<RecordMessage>, DwnError> {
+    pub(crate) async fn find_initial_write(
+        &self,
+        tenant: &str,
+        record_id: &str,
+    ) -> Result<Option<RecordMessage>, DwnError> {
         let messages = crate::records_write::record_messages(self, tenant, record_id).await?;
-        Ok(messages.into_iter().find(|m| m.is_write && m.is_initial_write()))
+        Ok(messages
+            .into_iter()
+            .find(|m| m.is_write && m.is_initial_write()))
     }
 
     async fn authorize_records_read(
@@ -135,8 +176,14 @@ impl Dwn {
             return Ok(());
         }
         if d.protocol.is_some() {
-            return crate::protocol_authorization::authorize_read(self, tenant, author, role, write).await;
+            return crate::protocol_authorization::authorize_read(
+                self, tenant, author, role, write,
+            )
+            .await;
         }
-        fail(ErrorCode::RecordsReadUnauthorized, "message failed authorization")
+        fail(
+            ErrorCode::RecordsReadUnauthorized,
+            "message failed authorization",
+        )
     }
 }

@@ -20,8 +20,8 @@ use crate::auth::{self, signer_did};
 use crate::dwn::Dwn;
 use crate::error::{DwnError, ErrorCode, fail};
 use crate::message::{
-    Authorization, GenericSignaturePayload, RecordsWriteSignaturePayload, check_timestamp, cid_of, compare_newest,
-    parse_json,
+    Authorization, GenericSignaturePayload, RecordsWriteSignaturePayload, check_timestamp, cid_of,
+    compare_newest, parse_json,
 };
 use crate::reply::Reply;
 use crate::url::{validate_protocol_url, validate_schema_url};
@@ -119,9 +119,11 @@ impl RecordsWrite {
         )?;
         let owner = match &message.authorization.owner_signature {
             Some(owner_signature) => {
-                auth::validate_signature_structure(owner_signature, &message.descriptor, |p: &GenericSignaturePayload| {
-                    p.descriptor_cid.as_str()
-                })?;
+                auth::validate_signature_structure(
+                    owner_signature,
+                    &message.descriptor,
+                    |p: &GenericSignaturePayload| p.descriptor_cid.as_str(),
+                )?;
                 Some(signer_did(owner_signature)?)
             }
             None => None,
@@ -130,7 +132,15 @@ impl RecordsWrite {
         let author = signer_did(&message.authorization.signature)?;
         let entry_id = entry_id(&author, &message.descriptor)?;
         let message_cid = cid_of(&message)?;
-        let write = Self { message, message_cid, author, owner, signature_payload, attester, entry_id };
+        let write = Self {
+            message,
+            message_cid,
+            author,
+            owner,
+            signature_payload,
+            attester,
+            entry_id,
+        };
         write.validate_integrity()?;
         Ok(write)
     }
@@ -152,7 +162,10 @@ impl RecordsWrite {
                     ),
                 );
             }
-            if d.protocol.is_some() && d.parent_id.is_none() && m.context_id.as_deref() != Some(&self.entry_id) {
+            if d.protocol.is_some()
+                && d.parent_id.is_none()
+                && m.context_id.as_deref() != Some(&self.entry_id)
+            {
                 return fail(
                     ErrorCode::RecordsWriteContextIdMismatch,
                     format!(
@@ -166,13 +179,19 @@ impl RecordsWrite {
         if m.record_id != p.record_id {
             return fail(
                 ErrorCode::RecordsWriteRecordIdInvalid,
-                format!("recordId in message {} does not match recordId in authorization: {}", m.record_id, p.record_id),
+                format!(
+                    "recordId in message {} does not match recordId in authorization: {}",
+                    m.record_id, p.record_id
+                ),
             );
         }
         if m.context_id != p.context_id {
             return fail(
                 ErrorCode::RecordsWriteContextIdMismatch,
-                format!("contextId in message {:?} does not match contextId in authorization: {:?}", m.context_id, p.context_id),
+                format!(
+                    "contextId in message {:?} does not match contextId in authorization: {:?}",
+                    m.context_id, p.context_id
+                ),
             );
         }
         if let Some(attestation_cid) = &p.attestation_cid {
@@ -183,7 +202,9 @@ impl RecordsWrite {
             if *attestation_cid != expected {
                 return fail(
                     ErrorCode::RecordsWriteValidateIntegrityAttestationMismatch,
-                    format!("CID {expected} of attestation property in message does not match attestationCid in authorization: {attestation_cid}"),
+                    format!(
+                        "CID {expected} of attestation property in message does not match attestationCid in authorization: {attestation_cid}"
+                    ),
                 );
             }
         }
@@ -195,12 +216,17 @@ impl RecordsWrite {
             if *encryption_cid != expected {
                 return fail(
                     ErrorCode::RecordsWriteValidateIntegrityEncryptionCidMismatch,
-                    format!("CID {expected} of encryption property in message does not match encryptionCid in authorization: {encryption_cid}"),
+                    format!(
+                        "CID {expected} of encryption property in message does not match encryptionCid in authorization: {encryption_cid}"
+                    ),
                 );
             }
         }
         if p.delegated_grant_id.is_some() || m.authorization.author_delegated_grant.is_some() {
-            return fail(ErrorCode::UnsupportedFeature, "delegated grants are not supported by this node yet");
+            return fail(
+                ErrorCode::UnsupportedFeature,
+                "delegated grants are not supported by this node yet",
+            );
         }
         Ok(())
     }
@@ -233,8 +259,14 @@ impl RecordsWrite {
         ix.insert("dateCreated".into(), s(&d.date_created));
         ix.insert("messageTimestamp".into(), s(&d.message_timestamp));
         ix.insert("dataFormat".into(), s(&d.data_format));
-        ix.insert("isLatestBaseState".into(), IndexValue::Bool(is_latest_base_state));
-        ix.insert("published".into(), IndexValue::Bool(d.published.unwrap_or(false)));
+        ix.insert(
+            "isLatestBaseState".into(),
+            IndexValue::Bool(is_latest_base_state),
+        );
+        ix.insert(
+            "published".into(),
+            IndexValue::Bool(d.published.unwrap_or(false)),
+        );
         ix.insert("author".into(), s(&self.author));
         ix.insert("recordId".into(), s(&m.record_id));
         ix.insert("entryId".into(), s(&self.entry_id));
@@ -265,7 +297,10 @@ pub fn entry_id(author: &str, descriptor: &RecordsWriteDescriptor) -> Result<Str
 
 fn validate_descriptor(d: &RecordsWriteDescriptor) -> Result<(), DwnError> {
     if d.interface != "Records" || d.method != "Write" {
-        return fail(ErrorCode::SchemaValidatorFailure, "descriptor must have interface Records and method Write");
+        return fail(
+            ErrorCode::SchemaValidatorFailure,
+            "descriptor must have interface Records and method Write",
+        );
     }
     check_timestamp("messageTimestamp", &d.message_timestamp)?;
     check_timestamp("dateCreated", &d.date_created)?;
@@ -273,20 +308,34 @@ fn validate_descriptor(d: &RecordsWriteDescriptor) -> Result<(), DwnError> {
         check_timestamp("datePublished", date_published)?;
     }
     if !dehr_core::cid::is_valid_cid(&d.data_cid) {
-        return fail(ErrorCode::SchemaValidatorFailure, format!("dataCid {:?} is not a CID", d.data_cid));
+        return fail(
+            ErrorCode::SchemaValidatorFailure,
+            format!("dataCid {:?} is not a CID", d.data_cid),
+        );
     }
     if let Some(protocol) = &d.protocol {
         validate_protocol_url(protocol)?;
         if d.protocol_path.is_none() {
-            return fail(ErrorCode::SchemaValidatorFailure, "protocolPath is required when protocol is set");
+            return fail(
+                ErrorCode::SchemaValidatorFailure,
+                "protocolPath is required when protocol is set",
+            );
         }
     } else if d.protocol_path.is_some() || d.parent_id.is_some() {
-        return fail(ErrorCode::SchemaValidatorFailure, "protocolPath and parentId require protocol");
+        return fail(
+            ErrorCode::SchemaValidatorFailure,
+            "protocolPath and parentId require protocol",
+        );
     }
     if let Some(path) = &d.protocol_path
-        && !path.split('/').all(|seg| !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_alphabetic()))
+        && !path
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_alphabetic()))
     {
-        return fail(ErrorCode::SchemaValidatorFailure, format!("protocolPath {path:?} must be letters separated by '/'"));
+        return fail(
+            ErrorCode::SchemaValidatorFailure,
+            format!("protocolPath {path:?} must be letters separated by '/'"),
+        );
     }
     if let Some(schema) = &d.schema {
         validate_schema_url(schema)?;
@@ -294,11 +343,17 @@ fn validate_descriptor(d: &RecordsWriteDescriptor) -> Result<(), DwnError> {
     if let Some(recipient) = &d.recipient
         && !dehr_core::did::is_did(recipient)
     {
-        return fail(ErrorCode::SchemaValidatorFailure, format!("recipient {recipient:?} is not a DID"));
+        return fail(
+            ErrorCode::SchemaValidatorFailure,
+            format!("recipient {recipient:?} is not a DID"),
+        );
     }
     match (d.published, &d.date_published) {
         (Some(true), None) => {
-            return fail(ErrorCode::RecordsWritePublishedDateMissing, "published is true but datePublished is missing");
+            return fail(
+                ErrorCode::RecordsWritePublishedDateMissing,
+                "published is true but datePublished is missing",
+            );
         }
         (Some(false) | None, Some(_)) => {
             return fail(
@@ -321,12 +376,18 @@ fn validate_attestation(message: &RecordsWriteMessage) -> Result<Option<String>,
     if attestation.signatures.len() != 1 {
         return fail(
             ErrorCode::RecordsWriteAttestationIntegrityMoreThanOneSignature,
-            format!("Currently implementation only supports 1 attester, but got {}", attestation.signatures.len()),
+            format!(
+                "Currently implementation only supports 1 attester, but got {}",
+                attestation.signatures.len()
+            ),
         );
     }
     let payload: serde_json::Map<String, Value> = crate::message::decode_payload(attestation)?;
     let expected = cid_of(&message.descriptor)?;
-    let provided = payload.get("descriptorCid").and_then(Value::as_str).unwrap_or_default();
+    let provided = payload
+        .get("descriptorCid")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if provided != expected {
         return fail(
             ErrorCode::RecordsWriteAttestationIntegrityDescriptorCidMismatch,
@@ -336,15 +397,25 @@ fn validate_attestation(message: &RecordsWriteMessage) -> Result<Option<String>,
     if payload.len() > 1 {
         return fail(
             ErrorCode::RecordsWriteAttestationIntegrityInvalidPayloadProperty,
-            format!("Only 'descriptorCid' is allowed in attestation payload, but got {} properties.", payload.len()),
+            format!(
+                "Only 'descriptorCid' is allowed in attestation payload, but got {} properties.",
+                payload.len()
+            ),
         );
     }
     Ok(Some(signer_did(attestation)?))
 }
 
 /// The changes RecordsWrite may make after the initial write; everything else is immutable.
-const MUTABLE_DESCRIPTOR_PROPERTIES: &[&str] =
-    &["dataCid", "dataSize", "dataFormat", "datePublished", "published", "messageTimestamp", "tags"];
+const MUTABLE_DESCRIPTOR_PROPERTIES: &[&str] = &[
+    "dataCid",
+    "dataSize",
+    "dataFormat",
+    "datePublished",
+    "published",
+    "messageTimestamp",
+    "tags",
+];
 
 pub fn verify_immutable_properties(
     initial: &RecordsWriteDescriptor,
@@ -352,7 +423,10 @@ pub fn verify_immutable_properties(
 ) -> Result<(), DwnError> {
     let to_map = |d: &RecordsWriteDescriptor| match serde_json::to_value(d) {
         Ok(Value::Object(map)) => Ok(map),
-        _ => fail(ErrorCode::Internal, "descriptor did not serialize to an object"),
+        _ => fail(
+            ErrorCode::Internal,
+            "descriptor did not serialize to an object",
+        ),
     };
     let (a, b) = (to_map(initial)?, to_map(incoming)?);
     for key in a.keys().chain(b.keys()) {
@@ -383,12 +457,24 @@ pub(crate) struct RecordMessage {
 
 impl RecordMessage {
     pub fn decode(stored: StoredMessage) -> Result<Self, DwnError> {
-        let value: Value = serde_json::from_slice(&stored.message)
-            .map_err(|e| DwnError::new(ErrorCode::StorageFailure, format!("stored message is not JSON: {e}")))?;
+        let value: Value = serde_json::from_slice(&stored.message).map_err(|e| {
+            DwnError::new(
+                ErrorCode::StorageFailure,
+                format!("stored message is not JSON: {e}"),
+            )
+        })?;
         let descriptor = &value["descriptor"];
-        let timestamp = descriptor["messageTimestamp"].as_str().unwrap_or_default().to_owned();
+        let timestamp = descriptor["messageTimestamp"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let is_write = descriptor["method"] == "Write";
-        Ok(Self { stored, value, timestamp, is_write })
+        Ok(Self {
+            stored,
+            value,
+            timestamp,
+            is_write,
+        })
     }
 
     pub fn is_initial_write(&self) -> bool {
@@ -404,17 +490,38 @@ impl RecordMessage {
 }
 
 /// Loads every stored message of a record.
-pub(crate) async fn record_messages(dwn: &Dwn, tenant: &str, record_id: &str) -> Result<Vec<RecordMessage>, DwnError> {
+pub(crate) async fn record_messages(
+    dwn: &Dwn,
+    tenant: &str,
+    record_id: &str,
+) -> Result<Vec<RecordMessage>, DwnError> {
     let filter = dehr_store::Filter::new()
         .eq("interface", IndexValue::Str("Records".into()))
         .eq("recordId", IndexValue::Str(record_id.into()));
-    let sort = dehr_store::Sort { property: "messageTimestamp".into(), direction: dehr_store::Direction::Ascending };
-    let result = dwn.store.query(tenant, &[filter], &sort, &dehr_store::Pagination::default()).await?;
-    result.messages.into_iter().map(RecordMessage::decode).collect()
+    let sort = dehr_store::Sort {
+        property: "messageTimestamp".into(),
+        direction: dehr_store::Direction::Ascending,
+    };
+    let result = dwn
+        .store
+        .query(tenant, &[filter], &sort, &dehr_store::Pagination::default())
+        .await?;
+    result
+        .messages
+        .into_iter()
+        .map(RecordMessage::decode)
+        .collect()
 }
 
 pub(crate) fn newest(messages: &[RecordMessage]) -> Option<&RecordMessage> {
-    messages.iter().max_by(|a, b| compare_newest(&a.timestamp, &a.stored.message_cid, &b.timestamp, &b.stored.message_cid))
+    messages.iter().max_by(|a, b| {
+        compare_newest(
+            &a.timestamp,
+            &a.stored.message_cid,
+            &b.timestamp,
+            &b.stored.message_cid,
+        )
+    })
 }
 
 impl Dwn {
@@ -429,17 +536,24 @@ impl Dwn {
         if d.data_size > self.config.max_data_size {
             return fail(
                 ErrorCode::RecordsWriteDataTooLarge,
-                format!("dataSize {} exceeds this node's maximum record size of {} bytes", d.data_size, self.config.max_data_size),
+                format!(
+                    "dataSize {} exceeds this node's maximum record size of {} bytes",
+                    d.data_size, self.config.max_data_size
+                ),
             );
         }
         let parent = if d.protocol.is_some() {
-            Some(crate::protocol_authorization::validate_referential_integrity(self, tenant, &write).await?)
+            Some(
+                crate::protocol_authorization::validate_referential_integrity(self, tenant, &write)
+                    .await?,
+            )
         } else {
             None
         };
 
         auth::authenticate(Some(&write.message.authorization), self.resolver.as_ref()).await?;
-        self.authorize_records_write(tenant, &write, parent.as_ref()).await?;
+        self.authorize_records_write(tenant, &write, parent.as_ref())
+            .await?;
 
         // Serialize writes to one record: the read-compare-commit below must not interleave.
         let _guard = self.locks.lock(tenant, &write.message.record_id).await;
@@ -449,7 +563,10 @@ impl Dwn {
             None
         } else {
             let Some(initial) = existing.iter().find(|m| m.is_initial_write()) else {
-                return fail(ErrorCode::RecordsWriteGetInitialWriteNotFound, "Initial write is not found.");
+                return fail(
+                    ErrorCode::RecordsWriteGetInitialWriteNotFound,
+                    "Initial write is not found.",
+                );
             };
             let initial = initial.write_message()?;
             verify_immutable_properties(&initial.descriptor, &write.message.descriptor)?;
@@ -458,15 +575,22 @@ impl Dwn {
 
         let newest_existing = newest(&existing);
         if let Some(n) = newest_existing
-            && compare_newest(&d.message_timestamp, &write.message_cid, &n.timestamp, &n.stored.message_cid)
-                != std::cmp::Ordering::Greater
+            && compare_newest(
+                &d.message_timestamp,
+                &write.message_cid,
+                &n.timestamp,
+                &n.stored.message_cid,
+            ) != std::cmp::Ordering::Greater
         {
             return Ok(Reply::conflict());
         }
         if let Some(n) = newest_existing
             && !n.is_write
         {
-            return fail(ErrorCode::RecordsWriteNotAllowedAfterDelete, "RecordsWrite is not allowed after a RecordsDelete.");
+            return fail(
+                ErrorCode::RecordsWriteNotAllowedAfterDelete,
+                "RecordsWrite is not allowed after a RecordsDelete.",
+            );
         }
 
         let has_data = data.is_some();
@@ -474,7 +598,10 @@ impl Dwn {
             Some(stream) => (self.store_data(tenant, &write, stream).await?, true),
             None if !write.is_initial_write() => {
                 let Some(n) = newest_existing else {
-                    return fail(ErrorCode::RecordsWriteMissingDataInPrevious, "No dataStream was provided and there is no previous message");
+                    return fail(
+                        ErrorCode::RecordsWriteMissingDataInPrevious,
+                        "No dataStream was provided and there is no previous message",
+                    );
                 };
                 (self.reuse_previous_data(tenant, &write, n).await?, true)
             }
@@ -517,30 +644,52 @@ impl Dwn {
         if is_latest_base_state {
             let message = serde_json::to_value(&write.message).unwrap_or(Value::Null);
             let initial = initial_write.and_then(|m| serde_json::to_value(m).ok());
-            self.events.emit(tenant, message, initial, &write.indexes(true));
+            self.events
+                .emit(tenant, message, initial, &write.indexes(true));
         }
-        Ok(if write.is_initial_write() && !has_data { Reply::no_content() } else { Reply::accepted() })
+        Ok(if write.is_initial_write() && !has_data {
+            Reply::no_content()
+        } else {
+            Reply::accepted()
+        })
     }
 
     /// Receives the data of a write, checks it against `dataCid`/`dataSize`, and stores it:
     /// inline (returned as `encodedData`) when small, in the data store otherwise.
-    async fn store_data(&self, tenant: &str, write: &RecordsWrite, mut stream: DataStream) -> Result<Option<String>, DwnError> {
+    async fn store_data(
+        &self,
+        tenant: &str,
+        write: &RecordsWrite,
+        mut stream: DataStream,
+    ) -> Result<Option<String>, DwnError> {
         let d = &write.message.descriptor;
         let mut cid = DataCidBuilder::new();
         let mut size: u64 = 0;
         let inline = d.data_size <= MAX_ENCODED_DATA_SIZE;
         let mut buffer = Vec::new();
-        let mut writer = if inline { None } else { Some(self.store.data_writer(tenant).await?) };
+        let mut writer = if inline {
+            None
+        } else {
+            Some(self.store.data_writer(tenant).await?)
+        };
         // Never accept more than the declared size plus one byte (enough to prove a mismatch),
         // nor more than the node's limit: a lying client cannot make us buffer or store more.
         let cap = d.data_size.min(self.config.max_data_size) + 1;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| DwnError::new(ErrorCode::RecordsWriteDataSizeMismatch, format!("data stream failed: {e}")))?;
+            let chunk = chunk.map_err(|e| {
+                DwnError::new(
+                    ErrorCode::RecordsWriteDataSizeMismatch,
+                    format!("data stream failed: {e}"),
+                )
+            })?;
             size += chunk.len() as u64;
             if size > cap {
                 return fail(
                     ErrorCode::RecordsWriteDataSizeMismatch,
-                    format!("actual data size exceeds dataSize in descriptor: {}", d.data_size),
+                    format!(
+                        "actual data size exceeds dataSize in descriptor: {}",
+                        d.data_size
+                    ),
                 );
             }
             cid.update(&chunk);
@@ -553,18 +702,28 @@ impl Dwn {
         if actual.cid != d.data_cid {
             return fail(
                 ErrorCode::RecordsWriteDataCidMismatch,
-                format!("actual data CID {} does not match dataCid in descriptor: {}", actual.cid, d.data_cid),
+                format!(
+                    "actual data CID {} does not match dataCid in descriptor: {}",
+                    actual.cid, d.data_cid
+                ),
             );
         }
         if size != d.data_size {
             return fail(
                 ErrorCode::RecordsWriteDataSizeMismatch,
-                format!("actual data size {size} bytes does not match dataSize in descriptor: {}", d.data_size),
+                format!(
+                    "actual data size {size} bytes does not match dataSize in descriptor: {}",
+                    d.data_size
+                ),
             );
         }
         match writer {
             Some(w) => {
-                w.finish(DataKey { record_id: write.message.record_id.clone(), data_cid: d.data_cid.clone() }).await?;
+                w.finish(DataKey {
+                    record_id: write.message.record_id.clone(),
+                    data_cid: d.data_cid.clone(),
+                })
+                .await?;
                 Ok(None)
             }
             None => Ok(Some(b64url_encode(&buffer))),
@@ -586,13 +745,19 @@ impl Dwn {
         if d.data_cid != prev_cid {
             return fail(
                 ErrorCode::RecordsWriteDataCidMismatch,
-                format!("actual data CID {prev_cid} does not match dataCid in descriptor: {}", d.data_cid),
+                format!(
+                    "actual data CID {prev_cid} does not match dataCid in descriptor: {}",
+                    d.data_cid
+                ),
             );
         }
         if d.data_size != prev_size {
             return fail(
                 ErrorCode::RecordsWriteDataSizeMismatch,
-                format!("actual data size {prev_size} bytes does not match dataSize in descriptor: {}", d.data_size),
+                format!(
+                    "actual data size {prev_size} bytes does not match dataSize in descriptor: {}",
+                    d.data_size
+                ),
             );
         }
         if d.data_size <= MAX_ENCODED_DATA_SIZE {
@@ -604,7 +769,10 @@ impl Dwn {
                 ),
             }
         } else {
-            let key = DataKey { record_id: write.message.record_id.clone(), data_cid: d.data_cid.clone() };
+            let key = DataKey {
+                record_id: write.message.record_id.clone(),
+                data_cid: d.data_cid.clone(),
+            };
             match self.store.data_get(tenant, &key).await? {
                 Some(_) => Ok(None),
                 None => fail(
@@ -634,12 +802,19 @@ impl Dwn {
             return Ok(());
         }
         if write.signature_payload.permission_grant_id.is_some() {
-            return fail(ErrorCode::UnsupportedFeature, "permission grants are not supported by this node yet");
+            return fail(
+                ErrorCode::UnsupportedFeature,
+                "permission grants are not supported by this node yet",
+            );
         }
         if write.message.descriptor.protocol.is_some() {
-            return crate::protocol_authorization::authorize_write(self, tenant, write, parent).await;
+            return crate::protocol_authorization::authorize_write(self, tenant, write, parent)
+                .await;
         }
-        fail(ErrorCode::RecordsAuthorizationFailed, "RecordsWrite message failed authorization")
+        fail(
+            ErrorCode::RecordsAuthorizationFailed,
+            "RecordsWrite message failed authorization",
+        )
     }
 }
 
@@ -650,5 +825,8 @@ pub(crate) fn large_data_key(message: &Value) -> Option<DataKey> {
     if size <= MAX_ENCODED_DATA_SIZE {
         return None;
     }
-    Some(DataKey { record_id: message["recordId"].as_str()?.to_owned(), data_cid: d["dataCid"].as_str()?.to_owned() })
+    Some(DataKey {
+        record_id: message["recordId"].as_str()?.to_owned(),
+        data_cid: d["dataCid"].as_str()?.to_owned(),
+    })
 }

@@ -40,7 +40,15 @@ impl std::fmt::Debug for Reply {
 
 impl Reply {
     pub fn new(code: u16, detail: impl Into<String>) -> Self {
-        Self { status: Status { code, detail: detail.into() }, body: Map::new(), data: None, subscription: None }
+        Self {
+            status: Status {
+                code,
+                detail: detail.into(),
+            },
+            body: Map::new(),
+            data: None,
+            subscription: None,
+        }
     }
 
     pub fn ok() -> Self {
@@ -71,7 +79,10 @@ impl Reply {
     /// The reply as JSON, without streamed data.
     pub fn to_json(&self) -> Value {
         let mut out = Map::new();
-        out.insert("status".into(), json!({ "code": self.status.code, "detail": self.status.detail }));
+        out.insert(
+            "status".into(),
+            json!({ "code": self.status.code, "detail": self.status.detail }),
+        );
         for (k, v) in &self.body {
             out.insert(k.clone(), v.clone());
         }

@@ -38,7 +38,18 @@ pub fn check_schema(schema: &Value) -> Result<(), String> {
         match k.as_str() {
             "type" => {
                 let ok = |t: &Value| {
-                    matches!(t.as_str(), Some("string" | "number" | "integer" | "boolean" | "array" | "object" | "null"))
+                    matches!(
+                        t.as_str(),
+                        Some(
+                            "string"
+                                | "number"
+                                | "integer"
+                                | "boolean"
+                                | "array"
+                                | "object"
+                                | "null"
+                        )
+                    )
                 };
                 if !(ok(v) || v.as_array().is_some_and(|a| a.iter().all(ok))) {
                     return Err(format!("invalid type {v}"));
@@ -47,12 +58,15 @@ pub fn check_schema(schema: &Value) -> Result<(), String> {
             "items" | "contains" => check_schema(v)?,
             "enum" if !v.is_array() => return Err("enum must be an array".into()),
             "pattern" => {
-                regex_lite::Regex::new(v.as_str().unwrap_or("(")).map_err(|e| format!("invalid pattern: {e}"))?;
+                regex_lite::Regex::new(v.as_str().unwrap_or("("))
+                    .map_err(|e| format!("invalid pattern: {e}"))?;
             }
             "minimum" | "maximum" | "exclusiveMinimum" | "exclusiveMaximum" if !v.is_number() => {
                 return Err(format!("{k} must be a number"));
             }
-            "minLength" | "maxLength" | "minItems" | "maxItems" | "minContains" | "maxContains" if !v.is_u64() => {
+            "minLength" | "maxLength" | "minItems" | "maxItems" | "minContains" | "maxContains"
+                if !v.is_u64() =>
+            {
                 return Err(format!("{k} must be a non-negative integer"));
             }
             "uniqueItems" if !v.is_boolean() => return Err("uniqueItems must be a boolean".into()),
@@ -78,7 +92,9 @@ pub fn validate_tags(rule: &Map<String, Value>, tags: &Map<String, Value>) -> Re
             Some(schema) if !name.starts_with('$') => {
                 validate(schema, value).map_err(|e| format!("/{name} {e}"))?;
             }
-            _ if !allow_undefined => return Err(format!("must NOT have additional properties ({name})")),
+            _ if !allow_undefined => {
+                return Err(format!("must NOT have additional properties ({name})"));
+            }
             _ => {}
         }
     }
@@ -99,11 +115,16 @@ fn type_matches(t: &str, v: &Value) -> bool {
 }
 
 fn validate(schema: &Value, value: &Value) -> Result<(), String> {
-    let Some(s) = schema.as_object() else { return Ok(()) };
+    let Some(s) = schema.as_object() else {
+        return Ok(());
+    };
     if let Some(t) = s.get("type") {
         let ok = match t {
             Value::String(t) => type_matches(t, value),
-            Value::Array(ts) => ts.iter().filter_map(Value::as_str).any(|t| type_matches(t, value)),
+            Value::Array(ts) => ts
+                .iter()
+                .filter_map(Value::as_str)
+                .any(|t| type_matches(t, value)),
             _ => true,
         };
         if !ok {
@@ -138,14 +159,28 @@ fn validate(schema: &Value, value: &Value) -> Result<(), String> {
     if let Some(text) = value.as_str() {
         // JSON-schema lengths count code points.
         let len = text.chars().count() as u64;
-        if s.get("minLength").and_then(Value::as_u64).is_some_and(|m| len < m) {
-            return Err(format!("must NOT have fewer than {} characters", s["minLength"]));
+        if s.get("minLength")
+            .and_then(Value::as_u64)
+            .is_some_and(|m| len < m)
+        {
+            return Err(format!(
+                "must NOT have fewer than {} characters",
+                s["minLength"]
+            ));
         }
-        if s.get("maxLength").and_then(Value::as_u64).is_some_and(|m| len > m) {
-            return Err(format!("must NOT have more than {} characters", s["maxLength"]));
+        if s.get("maxLength")
+            .and_then(Value::as_u64)
+            .is_some_and(|m| len > m)
+        {
+            return Err(format!(
+                "must NOT have more than {} characters",
+                s["maxLength"]
+            ));
         }
         if let Some(pattern) = s.get("pattern").and_then(Value::as_str) {
-            let matches = regex_lite::Regex::new(pattern).map(|r| r.is_match(text)).unwrap_or(false);
+            let matches = regex_lite::Regex::new(pattern)
+                .map(|r| r.is_match(text))
+                .unwrap_or(false);
             if !matches {
                 return Err(format!("must match pattern \"{pattern}\""));
             }
@@ -153,10 +188,16 @@ fn validate(schema: &Value, value: &Value) -> Result<(), String> {
     }
     if let Some(items) = value.as_array() {
         let count = items.len() as u64;
-        if s.get("minItems").and_then(Value::as_u64).is_some_and(|m| count < m) {
+        if s.get("minItems")
+            .and_then(Value::as_u64)
+            .is_some_and(|m| count < m)
+        {
             return Err(format!("must NOT have fewer than {} items", s["minItems"]));
         }
-        if s.get("maxItems").and_then(Value::as_u64).is_some_and(|m| count > m) {
+        if s.get("maxItems")
+            .and_then(Value::as_u64)
+            .is_some_and(|m| count > m)
+        {
             return Err(format!("must NOT have more than {} items", s["maxItems"]));
         }
         if let Some(item_schema) = s.get("items") {
@@ -165,13 +206,22 @@ fn validate(schema: &Value, value: &Value) -> Result<(), String> {
             }
         }
         if let Some(contains) = s.get("contains") {
-            let matching = items.iter().filter(|item| validate(contains, item).is_ok()).count() as u64;
+            let matching = items
+                .iter()
+                .filter(|item| validate(contains, item).is_ok())
+                .count() as u64;
             let min = s.get("minContains").and_then(Value::as_u64).unwrap_or(1);
             if matching < min {
                 return Err(format!("must contain at least {min} valid item(s)"));
             }
-            if s.get("maxContains").and_then(Value::as_u64).is_some_and(|m| matching > m) {
-                return Err(format!("must contain at most {} valid item(s)", s["maxContains"]));
+            if s.get("maxContains")
+                .and_then(Value::as_u64)
+                .is_some_and(|m| matching > m)
+            {
+                return Err(format!(
+                    "must contain at most {} valid item(s)",
+                    s["maxContains"]
+                ));
             }
         }
         if s.get("uniqueItems") == Some(&Value::Bool(true)) {

@@ -9,7 +9,11 @@ use crate::error::{DwnError, ErrorCode};
 
 /// The normalized form of `input`, or `None` when it cannot be parsed as a URL.
 pub fn normalize_url(input: &str) -> Option<String> {
-    let full = if has_scheme(input) { input.to_owned() } else { format!("http://{input}") };
+    let full = if has_scheme(input) {
+        input.to_owned()
+    } else {
+        format!("http://{input}")
+    };
     let mut url = url::Url::parse(&full).ok()?;
     url.set_query(None);
     url.set_fragment(None);
@@ -19,7 +23,9 @@ pub fn normalize_url(input: &str) -> Option<String> {
 
 /// The reference's test `^[^:]+:(//)?[^/].*`: something before a colon, then not a bare slash.
 fn has_scheme(input: &str) -> bool {
-    let Some(colon) = input.find(':') else { return false };
+    let Some(colon) = input.find(':') else {
+        return false;
+    };
     if colon == 0 {
         return false;
     }
@@ -35,7 +41,10 @@ pub fn validate_protocol_url(url: &str) -> Result<(), DwnError> {
     if normalize_url(url).as_deref() == Some(url) {
         Ok(())
     } else {
-        Err(DwnError::new(ErrorCode::UrlProtocolNotNormalized, format!("Protocol URI {url} must be normalized.")))
+        Err(DwnError::new(
+            ErrorCode::UrlProtocolNotNormalized,
+            format!("Protocol URI {url} must be normalized."),
+        ))
     }
 }
 
@@ -43,7 +52,10 @@ pub fn validate_schema_url(url: &str) -> Result<(), DwnError> {
     if normalize_url(url).as_deref() == Some(url) {
         Ok(())
     } else {
-        Err(DwnError::new(ErrorCode::UrlSchemaNotNormalized, format!("Schema URI {url} must be normalized.")))
+        Err(DwnError::new(
+            ErrorCode::UrlSchemaNotNormalized,
+            format!("Schema URI {url} must be normalized."),
+        ))
     }
 }
 
@@ -64,7 +76,11 @@ mod tests {
             ("urn:uuid:1", "urn:uuid:1"),
         ];
         for (input, expected) in cases {
-            assert_eq!(normalize_url(input).as_deref(), Some(expected), "input {input}");
+            assert_eq!(
+                normalize_url(input).as_deref(),
+                Some(expected),
+                "input {input}"
+            );
         }
     }
 }

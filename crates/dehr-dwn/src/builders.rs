@@ -1,0 +1,294 @@
+//! Building and signing messages, as a client does: the agent, tests and benchmarks use these,
+//! and the interoperability suite checks that dwn-sdk-js accepts what they produce.
+
+use std::collections::BTreeMap;
+
+use dehr_core::jws::{GeneralJws, Signer};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{DwnError, ErrorCode};
+use crate::filter::{DateSort, RecordsFilter};
+use crate::message::{
+    Authorization, GenericSignaturePayload, RecordsWriteSignaturePayload, cid_of,
+};
+use crate::protocols::{
+    ProtocolsConfigureDescriptor, ProtocolsConfigureMessage, ProtocolsQueryDescriptor,
+    ProtocolsQueryFilter, ProtocolsQueryMessage,
+};
+use crate::records_delete::{RecordsDeleteDescriptor, RecordsDeleteMessage};
+use crate::records_query::{PaginationJson, RecordsQueryDescriptor, RecordsQueryMessage};
+use crate::records_read::{RecordsReadDescriptor, RecordsReadMessage};
+use crate::records_write::{RecordsWriteDescriptor, RecordsWriteMessage, entry_id};
+
+fn signer_did(signer: &dyn Signer) -> Result<String, DwnError> {
+    dehr_core::did::did_from_kid(signer.key_id())
+        .map(str::to_owned)
+        .map_err(|e| {
+            DwnError::new(
+                ErrorCode::AuthenticationFailed,
+                format!("signer key id is not a DID URL: {e}"),
+            )
+        })
+}
+
+fn sign<P: Serialize>(payload: &P, signer: &dyn Signer) -> Result<GeneralJws, DwnError> {
+    let bytes = serde_json::to_vec(payload)
+        .map_err(|e| DwnError::new(ErrorCode::Internal, e.to_string()))?;
+    GeneralJws::create(&bytes, &[signer])
+        .map_err(|e| DwnError::new(ErrorCode::Internal, format!("signing failed: {e}")))
+}
+
+fn authorization<D: Serialize>(
+    descriptor: &D,
+    signer: &dyn Signer,
+    protocol_role: Option<String>,
+) -> Result<Authorization, DwnError> {
+    let payload = GenericSignaturePayload {
+        descriptor_cid: cid_of(descriptor)?,
+        protocol_role,
+        ..Default::default()
+    };
+    Ok(Authorization {
+        signature: sign(&payload, signer)?,
+        author_delegated_grant: None,
+        owner_signature: None,
+        owner_delegated_grant: None,
+    })
+}
+
+/// What a new record is: everything but the data, which is described by CID and size.
+#[derive(Clone, Debug, Default)]
+pub struct WriteOptions {
+    pub data_cid: String,
+    pub data_size: u64,
+    pub data_format: String,
+    pub schema: Option<String>,
+    pub protocol: Option<String>,
+    pub protocol_path: Option<String>,
+    /// The parent's `contextId` for a child record in a protocol.
+    pub parent_context_id: Option<String>,
+    pub recipient: Option<String>,
+    pub tags: Option<BTreeMap<String, Value>>,
+    pub published: Option<bool>,
+    pub date_published: Option<String>,
+    /// Defaults to now; the initial write's `dateCreated` equals it.
+    pub message_timestamp: Option<String>,
+    pub protocol_role: Option<String>,
+}
+
+impl WriteOptions {
+    /// Options for `data` in `data_format`, with its CID and size computed.
+    pub fn for_data(data: &[u8], data_format: &str) -> Self {
+        Self {
+            data_cid: dehr_core::cid::data_cid(data),
+            data_size: data.len() as u64,
+            data_format: data_format.to_owned(),
+            ..Self::default()
+        }
+    }
+}
+
+/// Signs a new record's initial write.
+pub fn records_write(
+    options: WriteOptions,
+    signer: &dyn Signer,
+) -> Result<RecordsWriteMessage, DwnError> {
+    let author = signer_did(signer)?;
+    let timestamp = options
+        .message_timestamp
+        .clone()
+        .unwrap_or_else(dehr_core::time::now_timestamp);
+    let parent_id = options
+        .parent_context_id
+        .as_deref()
+        .and_then(|c| c.rsplit('/').next())
+        .map(str::to_owned);
+    let descriptor = RecordsWriteDescriptor {
+        interface: "Records".into(),
+        method: "Write".into(),
+        protocol: options.protocol.clone(),
+        protocol_path: options.protocol_path.clone(),
+        recipient: options.recipient.clone(),
+        schema: options.schema.clone(),
+        tags: options.tags.clone(),
+        parent_id,
+        data_cid: options.data_cid.clone(),
+        data_size: options.data_size,
+        date_created: timestamp.clone(),
+        message_timestamp: timestamp,
+        published: options.published,
+        date_published: options
+            .date_published
+            .clone()
+            .or_else(|| (options.published == Some(true)).then(dehr_core::time::now_timestamp)),
+        data_format: options.data_format.clone(),
+    };
+    let record_id = entry_id(&author, &descriptor)?;
+    let context_id = options
+        .protocol
+        .as_ref()
+        .map(|_| match &options.parent_context_id {
+            Some(parent) => format!("{parent}/{record_id}"),
+            None => record_id.clone(),
+        });
+    sign_write(
+        record_id,
+        context_id,
+        descriptor,
+        options.protocol_role,
+        signer,
+    )
+}
+
+/// Signs an update of an existing record: same immutable properties, new data, tags or
+/// publication, and a newer timestamp.
+pub fn records_write_update(
+    previous: &RecordsWriteMessage,
+    data_cid: String,
+    data_size: u64,
+    message_timestamp: Option<String>,
+    signer: &dyn Signer,
+) -> Result<RecordsWriteMessage, DwnError> {
+    let mut descriptor = previous.descriptor.clone();
+    descriptor.data_cid = data_cid;
+    descriptor.data_size = data_size;
+    descriptor.message_timestamp = message_timestamp.unwrap_or_else(dehr_core::time::now_timestamp);
+    sign_write(
+        previous.record_id.clone(),
+        previous.context_id.clone(),
+        descriptor,
+        None,
+        signer,
+    )
+}
+
+fn sign_write(
+    record_id: String,
+    context_id: Option<String>,
+    descriptor: RecordsWriteDescriptor,
+    protocol_role: Option<String>,
+    signer: &dyn Signer,
+) -> Result<RecordsWriteMessage, DwnError> {
+    let payload = RecordsWriteSignaturePayload {
+        record_id: record_id.clone(),
+        descriptor_cid: cid_of(&descriptor)?,
+        context_id: context_id.clone(),
+        protocol_role,
+        ..Default::default()
+    };
+    let signature = sign(&payload, signer)?;
+    Ok(RecordsWriteMessage {
+        record_id,
+        context_id,
+        descriptor,
+        authorization: Authorization {
+            signature,
+            author_delegated_grant: None,
+            owner_signature: None,
+            owner_delegated_grant: None,
+        },
+        attestation: None,
+        encryption: None,
+    })
+}
+
+/// A RecordsQuery; `signer: None` makes an anonymous query.
+pub fn records_query(
+    filter: RecordsFilter,
+    date_sort: Option<DateSort>,
+    pagination: Option<PaginationJson>,
+    signer: Option<&dyn Signer>,
+) -> Result<RecordsQueryMessage, DwnError> {
+    let descriptor = RecordsQueryDescriptor {
+        interface: "Records".into(),
+        method: "Query".into(),
+        message_timestamp: dehr_core::time::now_timestamp(),
+        filter,
+        date_sort,
+        pagination,
+    };
+    let authorization = signer
+        .map(|s| authorization(&descriptor, s, None))
+        .transpose()?;
+    Ok(RecordsQueryMessage {
+        descriptor,
+        authorization,
+    })
+}
+
+pub fn records_read(
+    filter: RecordsFilter,
+    signer: Option<&dyn Signer>,
+) -> Result<RecordsReadMessage, DwnError> {
+    let descriptor = RecordsReadDescriptor {
+        interface: "Records".into(),
+        method: "Read".into(),
+        message_timestamp: dehr_core::time::now_timestamp(),
+        filter,
+    };
+    let authorization = signer
+        .map(|s| authorization(&descriptor, s, None))
+        .transpose()?;
+    Ok(RecordsReadMessage {
+        descriptor,
+        authorization,
+    })
+}
+
+pub fn records_delete(
+    record_id: &str,
+    prune: bool,
+    signer: &dyn Signer,
+) -> Result<RecordsDeleteMessage, DwnError> {
+    let descriptor = RecordsDeleteDescriptor {
+        interface: "Records".into(),
+        method: "Delete".into(),
+        message_timestamp: dehr_core::time::now_timestamp(),
+        record_id: record_id.to_owned(),
+        prune,
+    };
+    let authorization = authorization(&descriptor, signer, None)?;
+    Ok(RecordsDeleteMessage {
+        descriptor,
+        authorization,
+    })
+}
+
+pub fn protocols_configure(
+    definition: Value,
+    signer: &dyn Signer,
+) -> Result<ProtocolsConfigureMessage, DwnError> {
+    let descriptor = ProtocolsConfigureDescriptor {
+        interface: "Protocols".into(),
+        method: "Configure".into(),
+        message_timestamp: dehr_core::time::now_timestamp(),
+        definition,
+    };
+    let authorization = authorization(&descriptor, signer, None)?;
+    Ok(ProtocolsConfigureMessage {
+        descriptor,
+        authorization,
+    })
+}
+
+pub fn protocols_query(
+    protocol: Option<&str>,
+    signer: Option<&dyn Signer>,
+) -> Result<ProtocolsQueryMessage, DwnError> {
+    let descriptor = ProtocolsQueryDescriptor {
+        interface: "Protocols".into(),
+        method: "Query".into(),
+        message_timestamp: dehr_core::time::now_timestamp(),
+        filter: protocol.map(|p| ProtocolsQueryFilter {
+            protocol: p.to_owned(),
+        }),
+    };
+    let authorization = signer
+        .map(|s| authorization(&descriptor, s, None))
+        .transpose()?;
+    Ok(ProtocolsQueryMessage {
+        descriptor,
+        authorization,
+    })
+}
