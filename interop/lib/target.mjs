@@ -43,7 +43,7 @@ function childEnv(extra) {
   return { ...env, ...extra };
 }
 
-function dehrBin() {
+export function dehrBin() {
   const bin = process.env.DEHR_BIN
     ? path.resolve(process.env.DEHR_BIN)
     : path.join(repoDir, 'target', 'debug', 'dehr');

@@ -453,3 +453,28 @@ async fn large_data_is_streamed_to_the_data_store_and_back() {
         .clone();
     assert!(entries[0].get("encodedData").is_none());
 }
+
+/// DWN-REFERENCE §2.4: dwn-sdk-js 0.5.2's output for an Ed25519 did:jwk signer whose secret key
+/// is 32 × 0x07, data "hello" and fixed timestamps. Ed25519 is deterministic, so our builder
+/// must reproduce the message byte for byte: same recordId, same message CID.
+#[test]
+fn builder_reproduces_the_reference_records_write() {
+    use dehr_core::crypto::{KeyType, private_jwk_from_bytes};
+    use dehr_core::encoding::b64url_encode;
+    let private = private_jwk_from_bytes(KeyType::Ed25519, &[7u8; 32]).unwrap();
+    // @web5/dids writes the did:jwk JSON as {crv, kty, x}.
+    let public = serde_json::json!({"crv": "Ed25519", "kty": "OKP", "x": private.x});
+    let did = format!("did:jwk:{}", b64url_encode(public.to_string().as_bytes()));
+    let signer = dehr_core::jws::PrivateKeySigner::new(format!("{did}#0"), private).unwrap();
+    let options = WriteOptions {
+        schema: Some("https://example.org/note".into()),
+        message_timestamp: Some("2024-01-01T00:00:00.000000Z".into()),
+        ..WriteOptions::for_data(b"hello", "text/plain")
+    };
+    let write = builders::records_write(options, &signer).unwrap();
+    assert_eq!(write.record_id, "bafyreih5td2tik2hetdvlayoubl6eixa4s6jmn4iafh3qrajze27guqbl4");
+    assert_eq!(
+        dehr_core::cid::compute_cid(&write).unwrap(),
+        "bafyreihowfvmpuis3zwmookgsgnovjjwv3tlg5czxe25ww3fqt5g4taejy"
+    );
+}
