@@ -10,9 +10,18 @@
 //!
 //! Backends: [`sqlite::SqliteStore`] (the default, embedded) and [`memory::MemoryStore`] (tests).
 //! Both pass the same suite in [`conformance`].
+//!
+//! Every index column has one value kind ([`column_kind`]): `dataSize` is a number; `published`,
+//! `isLatestBaseState` and `prune` are booleans; everything else is a string. A put whose value has
+//! the wrong kind is refused ([`StoreError::InvalidIndexValue`]) rather than stored, so that a
+//! backend with typed columns (SQLite, and later PostgreSQL) and the in-memory reference agree on
+//! every query. A filter value of the wrong kind is not an error: it simply matches nothing, as a
+//! string never equals a number.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -53,6 +62,96 @@ pub const INDEX_COLUMNS: &[&str] = &[
 /// Prefix of tag index keys: the tag `status` is indexed as `tag.status`.
 pub const TAG_PREFIX: &str = "tag.";
 
+/// The kind of a scalar [`IndexValue`]; every index column holds values of one kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ValueKind {
+    Str,
+    Num,
+    Bool,
+}
+
+/// The kind of the index column `name`, or `None` if `name` is not one of [`INDEX_COLUMNS`].
+pub fn column_kind(name: &str) -> Option<ValueKind> {
+    match name {
+        "dataSize" => Some(ValueKind::Num),
+        "published" | "isLatestBaseState" | "prune" => Some(ValueKind::Bool),
+        other if INDEX_COLUMNS.contains(&other) => Some(ValueKind::Str),
+        _ => None,
+    }
+}
+
+/// How a store treats an index key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IndexKey<'a> {
+    /// One of [`INDEX_COLUMNS`], with the kind of its values.
+    Column(&'a str, ValueKind),
+    /// `tag.<name>`: the tag name.
+    Tag(&'a str),
+}
+
+impl<'a> IndexKey<'a> {
+    /// Classifies `key`, refusing names that are neither columns nor tags.
+    pub fn parse(key: &'a str) -> Result<Self, StoreError> {
+        if let Some(kind) = column_kind(key) {
+            return Ok(IndexKey::Column(key, kind));
+        }
+        match key.strip_prefix(TAG_PREFIX) {
+            Some(tag) => Ok(IndexKey::Tag(tag)),
+            None => Err(StoreError::UnsupportedIndex(key.to_owned())),
+        }
+    }
+}
+
+/// Checks that a message's indexes can be stored: known keys; columns hold a scalar of the
+/// column's kind; tags hold a scalar or a list of scalars; no number is NaN (NaN equals nothing,
+/// not even itself, so it could never be found and would break sorting).
+pub fn validate_indexes(indexes: &Indexes) -> Result<(), StoreError> {
+    for (key, value) in indexes {
+        match IndexKey::parse(key)? {
+            IndexKey::Column(_, kind) => {
+                if value.kind() != Some(kind) {
+                    return Err(StoreError::InvalidIndexValue(format!("`{key}` must hold a {kind:?} value, not {value:?}")));
+                }
+            }
+            IndexKey::Tag(_) => {
+                let scalars = match value {
+                    IndexValue::List(items) => items.as_slice(),
+                    scalar => std::slice::from_ref(scalar),
+                };
+                if let Some(bad) = scalars.iter().find(|v| v.kind().is_none()) {
+                    return Err(StoreError::InvalidIndexValue(format!("tag `{key}` holds a nested list {bad:?}")));
+                }
+            }
+        }
+        let has_nan = match value {
+            IndexValue::Num(n) => n.is_nan(),
+            IndexValue::List(items) => items.iter().any(|v| matches!(v, IndexValue::Num(n) if n.is_nan())),
+            _ => false,
+        };
+        if has_nan {
+            return Err(StoreError::InvalidIndexValue(format!("`{key}` holds NaN")));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the parts of a query that are errors rather than non-matches: unknown filter keys
+/// ([`StoreError::UnsupportedIndex`]) and a sort property that is not a column
+/// ([`StoreError::InvalidQuery`]).
+pub fn validate_query(filters: &[Filter], sort: Option<&Sort>) -> Result<(), StoreError> {
+    for filter in filters {
+        for key in filter.0.keys() {
+            IndexKey::parse(key)?;
+        }
+    }
+    if let Some(sort) = sort
+        && column_kind(&sort.property).is_none()
+    {
+        return Err(StoreError::InvalidQuery(format!("cannot sort by `{}`: not an index column", sort.property)));
+    }
+    Ok(())
+}
+
 /// One indexed value. Strings compare by bytes, numbers numerically; a string never equals a
 /// number (the reference encodes them differently in its index keys).
 #[derive(Clone, Debug, PartialEq)]
@@ -62,6 +161,42 @@ pub enum IndexValue {
     Bool(bool),
     /// Only for tags: the message matches a filter on the tag if any element matches.
     List(Vec<IndexValue>),
+}
+
+impl IndexValue {
+    /// The kind of a scalar; `None` for a list.
+    pub fn kind(&self) -> Option<ValueKind> {
+        match self {
+            IndexValue::Str(_) => Some(ValueKind::Str),
+            IndexValue::Num(_) => Some(ValueKind::Num),
+            IndexValue::Bool(_) => Some(ValueKind::Bool),
+            IndexValue::List(_) => None,
+        }
+    }
+}
+
+impl From<&str> for IndexValue {
+    fn from(v: &str) -> Self {
+        IndexValue::Str(v.to_owned())
+    }
+}
+
+impl From<String> for IndexValue {
+    fn from(v: String) -> Self {
+        IndexValue::Str(v)
+    }
+}
+
+impl From<f64> for IndexValue {
+    fn from(v: f64) -> Self {
+        IndexValue::Num(v)
+    }
+}
+
+impl From<bool> for IndexValue {
+    fn from(v: bool) -> Self {
+        IndexValue::Bool(v)
+    }
 }
 
 /// The indexes of one message, keyed by index name (`recordId`, `tag.status`, ...).
@@ -123,6 +258,16 @@ pub struct Sort {
     pub direction: Direction,
 }
 
+impl Sort {
+    pub fn ascending(property: impl Into<String>) -> Self {
+        Sort { property: property.into(), direction: Direction::Ascending }
+    }
+
+    pub fn descending(property: impl Into<String>) -> Self {
+        Sort { property: property.into(), direction: Direction::Descending }
+    }
+}
+
 /// Where the previous page ended: the last returned message and its sort value. The next page
 /// starts strictly after it.
 #[derive(Clone, Debug, PartialEq)]
@@ -173,6 +318,11 @@ pub struct DataKey {
 
 /// Everything one processed message changes, applied atomically: either all of it is durable
 /// when [`Store::commit`] returns, or none of it is.
+///
+/// The parts apply in field order: puts, then deletes (so a CID both put and deleted ends up
+/// deleted), then event appends (each appended CID must then be stored, else the whole commit
+/// fails with [`StoreError::InvalidCommit`]), then data removal. Removing data that does not
+/// exist is not an error.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Commit {
     /// Messages to store. A message whose CID is already stored replaces the stored one (its
@@ -244,6 +394,12 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("database error: {0}")]
     Database(String),
+    /// An index value a store cannot keep: wrong kind for its column, a nested list, NaN.
+    #[error("invalid index value: {0}")]
+    InvalidIndexValue(String),
+    /// A commit that is inconsistent in itself (an event for a message that is not stored).
+    #[error("invalid commit: {0}")]
+    InvalidCommit(String),
 }
 
 /// The storage of a multi-tenant DWN. See the crate documentation.
@@ -269,6 +425,7 @@ pub trait Store: Send + Sync {
 
     async fn data_get(&self, tenant: &str, key: &DataKey) -> Result<Option<DataBlob>, StoreError>;
 
+    /// Removes data; removing data that does not exist is not an error.
     async fn data_delete(&self, tenant: &str, key: &DataKey) -> Result<(), StoreError>;
 
     /// Events after `after` (exclusive) whose messages match any of `filters` (empty = all), in
@@ -285,14 +442,23 @@ pub trait Store: Send + Sync {
     /// worker's task is picked up again.
     async fn task_register(&self, tenant: &str, task: Vec<u8>, timeout_ms: i64) -> Result<ResumableTask, StoreError>;
 
-    /// Moves a task's timeout, to keep it while working on it.
+    /// Moves a task's timeout, to keep it while working on it. An unknown id is not an error.
     async fn task_extend(&self, tenant: &str, id: &str, timeout_ms: i64) -> Result<(), StoreError>;
 
+    /// Removes a finished task. An unknown id is not an error.
     async fn task_delete(&self, tenant: &str, id: &str) -> Result<(), StoreError>;
 
     /// The one call that spans tenants: at start-up, takes up to `count` tasks whose timeout is
-    /// before `now_ms`, sets their timeout to `new_timeout_ms` and increments their retry count.
+    /// before `now_ms` (strictly; earliest timeout first, then oldest registration), sets their
+    /// timeout to `new_timeout_ms` and increments their retry count. Returns them as updated.
     async fn task_grab(&self, now_ms: i64, new_timeout_ms: i64, count: usize) -> Result<Vec<ResumableTask>, StoreError>;
+}
+
+/// Opens the default store for a node's data directory: a [`sqlite::SqliteStore`] with default
+/// options (WAL, `synchronous=NORMAL`; see the [`sqlite`] module for what that means on power
+/// loss). The directory is created if missing.
+pub fn open(dir: &Path) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(sqlite::SqliteStore::open(dir)?))
 }
 
 /// Whether a message with `indexes` matches `filter`, with the same semantics as

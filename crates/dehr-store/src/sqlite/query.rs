@@ -1,0 +1,353 @@
+//! Compiling [`Filter`]s, sorts and cursors to SQL with the exact semantics of
+//! [`crate::filter_matches`] and the memory store.
+//!
+//! How each rule of the reference semantics is kept:
+//! * A value of another kind than the column never matches: the condition compiles to `1 = 0`
+//!   instead of letting SQL convert types.
+//! * A message without the property has `NULL` there, and every comparison with `NULL` is not
+//!   true, so it never matches (no condition is ever negated, so three-valued logic is safe).
+//! * Strings compare bytewise: SQLite's default `BINARY` collation is `memcmp` over UTF-8.
+//! * A prefix is the range `[prefix, successor)` rather than `LIKE` (which is case-insensitive
+//!   in SQLite and has wildcards) or `substr` (which no index can serve); see [`prefix_upper`].
+//! * A tag condition holds if one element satisfies it entirely:
+//!   `EXISTS (SELECT 1 FROM message_tags t WHERE … AND <condition on that row>)`.
+//! * Booleans are written as the literals `0`/`1`, never bound, because SQLite uses a partial
+//!   index or a literal-specific plan only when it can see the value; the statement cache keys
+//!   on the text, so this adds at most two variants per query shape.
+//! * NaN binds as `NULL` in SQLite, which, like NaN in the memory store, equals nothing.
+//!
+//! Statements are cached by text (`prepare_cached`), so the same query shape with other values
+//! is prepared once per connection.
+
+use rusqlite::types::Value as SqlValue;
+
+use super::schema;
+use crate::{Condition, Cursor, Direction, Filter, IndexKey, IndexValue, Range, Sort, StoreError, ValueKind};
+
+const FALSE: &str = "1 = 0";
+const TRUE: &str = "1 = 1";
+
+/// SQL text with its positional (`?`) parameters.
+#[derive(Debug, Default)]
+pub(crate) struct Sql {
+    pub text: String,
+    pub params: Vec<SqlValue>,
+}
+
+impl Sql {
+    fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+    }
+
+    fn arg(&mut self, arg: Arg) {
+        match arg {
+            Arg::Bind(v) => {
+                self.text.push('?');
+                self.params.push(v);
+            }
+            Arg::Literal(l) => self.text.push_str(l),
+        }
+    }
+
+    fn bind(&mut self, v: SqlValue) {
+        self.arg(Arg::Bind(v));
+    }
+}
+
+enum Arg {
+    Bind(SqlValue),
+    Literal(&'static str),
+}
+
+/// The SQL form of `value` for a column of `kind`, or `None` if the kinds differ.
+fn arg(kind: ValueKind, value: &IndexValue) -> Option<Arg> {
+    match (kind, value) {
+        (ValueKind::Str, IndexValue::Str(s)) => Some(Arg::Bind(SqlValue::Text(s.clone()))),
+        (ValueKind::Num, IndexValue::Num(n)) => Some(Arg::Bind(SqlValue::Real(*n))),
+        (ValueKind::Bool, IndexValue::Bool(b)) => Some(Arg::Literal(if *b { "1" } else { "0" })),
+        _ => None,
+    }
+}
+
+/// The smallest string greater than every string starting with `prefix`, or `None` if there is
+/// none (an empty prefix, or one made only of U+10FFFF). UTF-8 preserves code point order
+/// bytewise and no encoding is a prefix of another, so for `prefix = q + c + (U+10FFFF)*` the
+/// strings starting with `prefix` are exactly those in `[prefix, q + succ(c))`.
+pub(crate) fn prefix_upper(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last as u32 {
+            0xD7FF => Some('\u{E000}'),
+            n => char::from_u32(n + 1),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// Appends `expr <condition>` for values of `kind` in `expr`.
+fn push_condition(sql: &mut Sql, expr: &str, kind: ValueKind, condition: &Condition) {
+    match condition {
+        Condition::Equal(value) => match arg(kind, value) {
+            Some(a) => {
+                sql.push(expr);
+                sql.push(" = ");
+                sql.arg(a);
+            }
+            None => sql.push(FALSE),
+        },
+        Condition::OneOf(values) => {
+            let args: Vec<Arg> = values.iter().filter_map(|v| arg(kind, v)).collect();
+            if args.is_empty() {
+                sql.push(FALSE);
+                return;
+            }
+            sql.push(expr);
+            sql.push(" IN (");
+            for (i, a) in args.into_iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.arg(a);
+            }
+            sql.push(")");
+        }
+        Condition::Range(range) => push_range(sql, expr, kind, range),
+        Condition::Prefix(prefix) => {
+            if kind != ValueKind::Str {
+                sql.push(FALSE);
+                return;
+            }
+            sql.push(expr);
+            sql.push(" >= ");
+            sql.bind(SqlValue::Text(prefix.clone()));
+            if let Some(upper) = prefix_upper(prefix) {
+                sql.push(" AND ");
+                sql.push(expr);
+                sql.push(" < ");
+                sql.bind(SqlValue::Text(upper));
+            }
+        }
+    }
+}
+
+fn push_range(sql: &mut Sql, expr: &str, kind: ValueKind, range: &Range) {
+    let bounds = [(">", &range.gt), (">=", &range.gte), ("<", &range.lt), ("<=", &range.lte)];
+    let mut parts = Vec::new();
+    for (op, bound) in bounds {
+        if let Some(value) = bound {
+            match arg(kind, value) {
+                Some(a) => parts.push((op, a)),
+                // One bound of another kind can never be satisfied.
+                None => {
+                    sql.push(FALSE);
+                    return;
+                }
+            }
+        }
+    }
+    if parts.is_empty() {
+        // No bound: any value of the property matches.
+        sql.push(expr);
+        sql.push(" IS NOT NULL");
+        return;
+    }
+    for (i, (op, a)) in parts.into_iter().enumerate() {
+        if i > 0 {
+            sql.push(" AND ");
+        }
+        sql.push(expr);
+        sql.push(" ");
+        sql.push(op);
+        sql.push(" ");
+        sql.arg(a);
+    }
+}
+
+fn tag_column(kind: ValueKind) -> &'static str {
+    match kind {
+        ValueKind::Str => "t.value_str",
+        ValueKind::Num => "t.value_num",
+        ValueKind::Bool => "t.value_bool",
+    }
+}
+
+/// The condition on one `message_tags` row (one element of the tag's value).
+fn push_tag_condition(sql: &mut Sql, condition: &Condition) {
+    match condition {
+        Condition::Equal(value) => match value.kind() {
+            Some(kind) => push_condition(sql, tag_column(kind), kind, condition),
+            None => sql.push(FALSE),
+        },
+        Condition::OneOf(values) => {
+            let kinds = [ValueKind::Str, ValueKind::Num, ValueKind::Bool];
+            let groups: Vec<(ValueKind, Vec<IndexValue>)> = kinds
+                .into_iter()
+                .map(|k| (k, values.iter().filter(|v| v.kind() == Some(k)).cloned().collect::<Vec<_>>()))
+                .filter(|(_, vs)| !vs.is_empty())
+                .collect();
+            if groups.is_empty() {
+                sql.push(FALSE);
+                return;
+            }
+            sql.push("(");
+            for (i, (kind, vs)) in groups.into_iter().enumerate() {
+                if i > 0 {
+                    sql.push(" OR ");
+                }
+                push_condition(sql, tag_column(kind), kind, &Condition::OneOf(vs));
+            }
+            sql.push(")");
+        }
+        Condition::Range(range) => {
+            let mut kinds = [&range.gt, &range.gte, &range.lt, &range.lte].into_iter().flatten().map(IndexValue::kind);
+            match kinds.next() {
+                // No bound: any element matches, and only existing elements have rows.
+                None => sql.push(TRUE),
+                Some(Some(kind)) if kinds.all(|k| k == Some(kind)) => push_range(sql, tag_column(kind), kind, range),
+                _ => sql.push(FALSE),
+            }
+        }
+        Condition::Prefix(_) => push_condition(sql, tag_column(ValueKind::Str), ValueKind::Str, condition),
+    }
+}
+
+/// Appends the condition for one filter (an AND of its conditions) on the row alias `m`.
+fn push_filter(sql: &mut Sql, filter: &Filter) -> Result<(), StoreError> {
+    if filter.0.is_empty() {
+        sql.push(TRUE);
+        return Ok(());
+    }
+    for (i, (key, condition)) in filter.0.iter().enumerate() {
+        if i > 0 {
+            sql.push(" AND ");
+        }
+        match IndexKey::parse(key)? {
+            IndexKey::Column(name, kind) => {
+                let column = schema::column(name).ok_or_else(|| StoreError::UnsupportedIndex(name.to_owned()))?;
+                push_condition(sql, &format!("m.{}", column.sql), kind, condition);
+            }
+            IndexKey::Tag(tag) => {
+                sql.push(
+                    "EXISTS (SELECT 1 FROM message_tags t WHERE t.tenant = m.tenant AND t.message_cid = m.message_cid AND t.tag = ",
+                );
+                sql.bind(SqlValue::Text(tag.to_owned()));
+                sql.push(" AND ");
+                push_tag_condition(sql, condition);
+                sql.push(")");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Appends ` AND ((f1) OR (f2) …)`; nothing for an empty list (which matches everything).
+pub(crate) fn push_filters(sql: &mut Sql, filters: &[Filter]) -> Result<(), StoreError> {
+    if filters.is_empty() {
+        return Ok(());
+    }
+    sql.push(" AND (");
+    for (i, filter) in filters.iter().enumerate() {
+        if i > 0 {
+            sql.push(" OR ");
+        }
+        sql.push("(");
+        push_filter(sql, filter)?;
+        sql.push(")");
+    }
+    sql.push(")");
+    Ok(())
+}
+
+/// The message query: rows `(message_cid, message, encoded_data, indexes, sort value)`.
+/// Returns `None` when the cursor's value has another kind than the sort column, so nothing can
+/// follow it (as in the memory store, where such values never compare).
+pub(crate) fn message_query(
+    tenant: &str,
+    filters: &[Filter],
+    sort: &Sort,
+    cursor: Option<&Cursor>,
+    limit: Option<usize>,
+) -> Result<Option<(Sql, &'static schema::Column)>, StoreError> {
+    let column = schema::column(&sort.property)
+        .ok_or_else(|| StoreError::InvalidQuery(format!("cannot sort by `{}`: not an index column", sort.property)))?;
+    let col = &column.sql;
+    let mut sql = Sql::default();
+    sql.push(&format!(
+        "SELECT m.message_cid, m.message, m.encoded_data, m.indexes, m.{col} FROM messages m WHERE m.tenant = "
+    ));
+    sql.bind(SqlValue::Text(tenant.to_owned()));
+    // Messages without the sort property are not returned; saying so also lets SQLite use the
+    // partial sort indexes.
+    sql.push(&format!(" AND m.{col} IS NOT NULL"));
+    push_filters(&mut sql, filters)?;
+    let (dir, op) = match sort.direction {
+        Direction::Ascending => ("ASC", ">"),
+        Direction::Descending => ("DESC", "<"),
+    };
+    if let Some(cursor) = cursor {
+        let Some(value) = arg(column.kind, &cursor.value) else { return Ok(None) };
+        sql.push(&format!(" AND (m.{col}, m.message_cid) {op} ("));
+        sql.arg(value);
+        sql.push(", ");
+        sql.bind(SqlValue::Text(cursor.message_cid.clone()));
+        sql.push(")");
+    }
+    sql.push(&format!(" ORDER BY m.{col} {dir}, m.message_cid {dir}"));
+    if let Some(limit) = limit {
+        sql.push(" LIMIT ");
+        // limit + 1: the extra row only tells whether a next page exists.
+        sql.bind(SqlValue::Integer(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)));
+    }
+    Ok(Some((sql, column)))
+}
+
+/// The event query: rows `(watermark, message_cid)`.
+pub(crate) fn event_query(
+    tenant: &str,
+    filters: &[Filter],
+    after: Option<u64>,
+    limit: Option<usize>,
+) -> Result<Sql, StoreError> {
+    let mut sql = Sql::default();
+    sql.push("SELECT e.watermark, e.message_cid FROM events e");
+    if !filters.is_empty() {
+        // Every event's message is stored (commits check it), so the join drops nothing when
+        // there is no filter, and is skipped then.
+        sql.push(" JOIN messages m ON m.tenant = e.tenant AND m.message_cid = e.message_cid");
+    }
+    sql.push(" WHERE e.tenant = ");
+    sql.bind(SqlValue::Text(tenant.to_owned()));
+    if let Some(after) = after {
+        sql.push(" AND e.watermark > ");
+        sql.bind(SqlValue::Integer(i64::try_from(after).unwrap_or(i64::MAX)));
+    }
+    push_filters(&mut sql, filters)?;
+    sql.push(" ORDER BY e.watermark");
+    if let Some(limit) = limit {
+        sql.push(" LIMIT ");
+        sql.bind(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+    }
+    Ok(sql)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_upper;
+
+    #[test]
+    fn prefix_upper_bounds() {
+        assert_eq!(prefix_upper(""), None);
+        assert_eq!(prefix_upper("ab").as_deref(), Some("ac"));
+        assert_eq!(prefix_upper("a\u{7F}").as_deref(), Some("a\u{80}"));
+        assert_eq!(prefix_upper("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(prefix_upper("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_upper("\u{10FFFF}\u{10FFFF}"), None);
+        for s in ["ab", "ab\u{10FFFF}\u{10FFFF}", "abz", "ab\u{0}"] {
+            assert!(s.as_bytes() < "ac".as_bytes());
+        }
+    }
+}

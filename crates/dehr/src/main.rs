@@ -1,0 +1,76 @@
+//! `dehr`: the one program of DeHR. Today it runs a node (`dehr node`); the agent, the
+//! one-command local setup and the benchmarks come as further subcommands.
+//!
+//! This binary owns what the libraries must not: argument parsing, logging set-up, signals
+//! and turning errors into advice for the person at the terminal.
+
+mod bench;
+mod logging;
+mod node;
+mod sample_messages;
+mod size;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dehr",
+    version,
+    about = "DeHR: a decentralized electronic health record",
+    long_about = "DeHR: a decentralized electronic health record. A patient's records live in their own \
+                  Decentralized Web Node (DWN), compatible with dwn-sdk-js 0.5.2 and @web5/dwn-server 0.6.1.",
+    after_help = "Example:\n  dehr node --listen 127.0.0.1:3000 --data-dir ./node-data\n\n\
+                  Logging: RUST_LOG sets the level (default info), e.g. RUST_LOG=dehr_node=debug.",
+    propagate_version = true
+)]
+struct Cli {
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value_t = logging::LogFormat::Text, env = "DEHR_LOG_FORMAT", global = true)]
+    log_format: logging::LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+// Room for `agent` and `up`: one variant and one module each.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a Decentralized Web Node (the dwn-server HTTP and WebSocket API).
+    Node(node::NodeArgs),
+    /// Measure the node: writes per second, query latency, and the same on dwn-sdk-js.
+    Bench(bench::BenchArgs),
+    /// Print messages built by DeHR's builders as JSON lines (for the interoperability suite).
+    #[command(hide = true)]
+    SampleMessages,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Node(args) => node::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
+            Command::SampleMessages => sample_messages::run(),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The `dehr` binary as a user runs it: help texts, a node on a free port that answers
+//! /health and exits cleanly on SIGTERM, and the advice given for a taken port.
+
+// Test helpers outside #[test] functions: a failed unwrap is a failed test, which is the point.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn dehr() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dehr"));
+    command.env("RUST_LOG", "warn");
+    command
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    for args in [vec!["--help"], vec!["node", "--help"]] {
+        let output = dehr().args(&args).output().expect("runs");
+        assert!(output.status.success(), "{args:?}");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            text.contains("Example"),
+            "{args:?} help has no example:\n{text}"
+        );
+    }
+    let output = dehr().args(["node", "--help"]).output().expect("runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    for option in [
+        "--listen",
+        "--data-dir",
+        "--max-record-size",
+        "--did-dht-gateway",
+        "--log-format",
+    ] {
+        assert!(text.contains(option), "node --help lacks {option}");
+    }
+}
+
+#[test]
+fn a_bad_size_is_refused_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dehr()
+        .args(["node", "--max-record-size", "lots", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("50mb"));
+}
+
+/// Starts `dehr node` on a free port; returns the child and the URL it printed.
+fn start_node(data_dir: &std::path::Path, extra: &[&str]) -> (Child, String) {
+    let mut child = dehr()
+        .args(["node", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawns");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("a line on stdout");
+    let url = line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_owned();
+    (child, url)
+}
+
+fn wait_for_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn node_serves_then_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url) = start_node(&dir.path().join("data"), &["--max-record-size", "50mb"]);
+    assert!(!url.ends_with(":0"), "the real port is printed: {url}");
+
+    let health: serde_json::Value = reqwest::get(format!("{url}/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health, serde_json::json!({"ok": true}));
+    let info: serde_json::Value = reqwest::get(format!("{url}/info"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["maxFileSize"], 50u64 << 20);
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let status = wait_for_exit(&mut child, Duration::from_secs(15));
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        dir.path().join("data").exists(),
+        "the data directory was created"
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_taken_port_says_what_to_do() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let output = dehr()
+        .args(["node", "--listen", &addr.to_string(), "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("already in use") && stderr.contains("--listen"),
+        "{stderr}"
+    );
+}
