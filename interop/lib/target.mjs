@@ -10,8 +10,8 @@ import path from 'node:path';
 
 import { interopDir, repoDir } from './paths.mjs';
 
-// Flip to 'dehr' once `dehr node` serves the dwn-server HTTP API.
-const DEFAULT_TARGET = 'dwn-server';
+// dehr is the node under test; dwn-server proves the harness itself (every test passes on it).
+const DEFAULT_TARGET = 'dehr';
 
 export const targetKind = process.env.DWN_TARGET ?? DEFAULT_TARGET;
 if (!['dehr', 'dwn-server'].includes(targetKind)) {
