@@ -77,6 +77,13 @@ pub async fn bind(config: NodeConfig) -> Result<Node, NodeError> {
         ..DwnConfig::default()
     };
     let dwn = Arc::new(Dwn::new(Arc::new(store), Arc::new(resolver), dwn_config));
+    // Finish deletes and prunes that a previous process left halfway (crash, kill -9) before
+    // serving anything, so no client sees a half-pruned record.
+    match dwn.resume_tasks().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(tasks = n, "finished interrupted deletes from a previous run"),
+        Err(e) => tracing::warn!("could not finish interrupted deletes: {e}"),
+    }
     let state = Arc::new(AppState::new(dwn, config.server_options()));
     Ok(Node {
         listener,

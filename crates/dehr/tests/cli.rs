@@ -140,3 +140,47 @@ async fn a_taken_port_says_what_to_do() {
         "{stderr}"
     );
 }
+
+/// Acknowledged writes survive `kill -9`: every write that got 202 is there after a restart.
+#[cfg(unix)]
+#[tokio::test]
+async fn acknowledged_writes_survive_kill_9() {
+    use dehr_core::crypto::{KeyType, generate_private_jwk};
+    use dehr_dwn::builders::{self, WriteOptions};
+    use dehr_dwn::filter::RecordsFilter;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let private = generate_private_jwk(KeyType::Ed25519);
+    let did = dehr_did::did_jwk_from_jwk(&private.public());
+    let signer = dehr_core::jws::PrivateKeySigner::new(format!("{did}#0"), private).unwrap();
+    let http = reqwest::Client::new();
+    let rpc = |message: serde_json::Value| {
+        serde_json::json!({"jsonrpc": "2.0", "id": "1", "method": "dwn.processMessage",
+            "params": {"target": did, "message": message}})
+        .to_string()
+    };
+
+    let (mut child, url) = start_node(&data_dir, &[]);
+    let mut acknowledged = 0;
+    for i in 0..40u32 {
+        // Half the records carry more than 30,000 bytes, so they go to data files.
+        let body: Vec<u8> = if i % 2 == 0 { format!("note {i}").into_bytes() } else { vec![i as u8; 40_000] };
+        let options = WriteOptions { schema: Some("https://example.org/crash".into()), ..WriteOptions::for_data(&body, "text/plain") };
+        let message = serde_json::to_value(builders::records_write(options, &signer).unwrap()).unwrap();
+        let reply: serde_json::Value = http.post(format!("{url}/")).header("dwn-request", rpc(message)).body(body).send().await.unwrap().json().await.unwrap();
+        assert_eq!(reply["result"]["reply"]["status"]["code"], 202, "{reply}");
+        acknowledged += 1;
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to flush anything
+    child.wait().unwrap();
+
+    let (mut child, url) = start_node(&data_dir, &[]);
+    let filter = RecordsFilter { schema: Some("https://example.org/crash".into()), ..Default::default() };
+    let query = serde_json::to_value(builders::records_query(filter, None, None, Some(&signer)).unwrap()).unwrap();
+    let reply: serde_json::Value = http.post(format!("{url}/")).header("dwn-request", rpc(query)).send().await.unwrap().json().await.unwrap();
+    let entries = reply["result"]["reply"]["entries"].as_array().cloned().unwrap_or_default();
+    assert_eq!(entries.len(), acknowledged, "{reply}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
