@@ -81,7 +81,10 @@ pub async fn bind(config: NodeConfig) -> Result<Node, NodeError> {
     // serving anything, so no client sees a half-pruned record.
     match dwn.resume_tasks().await {
         Ok(0) => {}
-        Ok(n) => tracing::info!(tasks = n, "finished interrupted deletes from a previous run"),
+        Ok(n) => tracing::info!(
+            tasks = n,
+            "finished interrupted deletes from a previous run"
+        ),
         Err(e) => tracing::warn!("could not finish interrupted deletes: {e}"),
     }
     let state = Arc::new(AppState::new(dwn, config.server_options()));

@@ -165,10 +165,27 @@ async fn acknowledged_writes_survive_kill_9() {
     let mut acknowledged = 0;
     for i in 0..40u32 {
         // Half the records carry more than 30,000 bytes, so they go to data files.
-        let body: Vec<u8> = if i % 2 == 0 { format!("note {i}").into_bytes() } else { vec![i as u8; 40_000] };
-        let options = WriteOptions { schema: Some("https://example.org/crash".into()), ..WriteOptions::for_data(&body, "text/plain") };
-        let message = serde_json::to_value(builders::records_write(options, &signer).unwrap()).unwrap();
-        let reply: serde_json::Value = http.post(format!("{url}/")).header("dwn-request", rpc(message)).body(body).send().await.unwrap().json().await.unwrap();
+        let body: Vec<u8> = if i % 2 == 0 {
+            format!("note {i}").into_bytes()
+        } else {
+            vec![i as u8; 40_000]
+        };
+        let options = WriteOptions {
+            schema: Some("https://example.org/crash".into()),
+            ..WriteOptions::for_data(&body, "text/plain")
+        };
+        let message =
+            serde_json::to_value(builders::records_write(options, &signer).unwrap()).unwrap();
+        let reply: serde_json::Value = http
+            .post(format!("{url}/"))
+            .header("dwn-request", rpc(message))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(reply["result"]["reply"]["status"]["code"], 202, "{reply}");
         acknowledged += 1;
     }
@@ -176,10 +193,26 @@ async fn acknowledged_writes_survive_kill_9() {
     child.wait().unwrap();
 
     let (mut child, url) = start_node(&data_dir, &[]);
-    let filter = RecordsFilter { schema: Some("https://example.org/crash".into()), ..Default::default() };
-    let query = serde_json::to_value(builders::records_query(filter, None, None, Some(&signer)).unwrap()).unwrap();
-    let reply: serde_json::Value = http.post(format!("{url}/")).header("dwn-request", rpc(query)).send().await.unwrap().json().await.unwrap();
-    let entries = reply["result"]["reply"]["entries"].as_array().cloned().unwrap_or_default();
+    let filter = RecordsFilter {
+        schema: Some("https://example.org/crash".into()),
+        ..Default::default()
+    };
+    let query =
+        serde_json::to_value(builders::records_query(filter, None, None, Some(&signer)).unwrap())
+            .unwrap();
+    let reply: serde_json::Value = http
+        .post(format!("{url}/"))
+        .header("dwn-request", rpc(query))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries = reply["result"]["reply"]["entries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(entries.len(), acknowledged, "{reply}");
     child.kill().unwrap();
     child.wait().unwrap();

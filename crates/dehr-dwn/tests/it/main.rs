@@ -22,6 +22,12 @@ pub struct Actor {
     pub signer: PrivateKeySigner,
 }
 
+impl Default for Actor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Actor {
     pub fn new() -> Self {
         Self::with_key(KeyType::Ed25519)

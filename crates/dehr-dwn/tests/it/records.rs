@@ -472,7 +472,10 @@ fn builder_reproduces_the_reference_records_write() {
         ..WriteOptions::for_data(b"hello", "text/plain")
     };
     let write = builders::records_write(options, &signer).unwrap();
-    assert_eq!(write.record_id, "bafyreih5td2tik2hetdvlayoubl6eixa4s6jmn4iafh3qrajze27guqbl4");
+    assert_eq!(
+        write.record_id,
+        "bafyreih5td2tik2hetdvlayoubl6eixa4s6jmn4iafh3qrajze27guqbl4"
+    );
     assert_eq!(
         dehr_core::cid::compute_cid(&write).unwrap(),
         "bafyreihowfvmpuis3zwmookgsgnovjjwv3tlg5czxe25ww3fqt5g4taejy"
