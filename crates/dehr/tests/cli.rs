@@ -16,7 +16,11 @@ fn dehr() -> Command {
 
 #[test]
 fn every_command_has_help_with_an_example() {
-    for args in [vec!["--help"], vec!["node", "--help"]] {
+    for args in [
+        vec!["--help"],
+        vec!["node", "--help"],
+        vec!["bench", "--help"],
+    ] {
         let output = dehr().args(&args).output().expect("runs");
         assert!(output.status.success(), "{args:?}");
         let text = String::from_utf8_lossy(&output.stdout);
