@@ -15,8 +15,8 @@ use std::fmt;
 use futures_util::StreamExt;
 
 use crate::{
-    Commit, Condition, Cursor, DataBlob, DataKey, Direction, Filter, IndexValue, Indexes, NewMessage, Pagination, Range,
-    Sort, Store, StoreError, StoredMessage,
+    Commit, Condition, Cursor, DataBlob, DataKey, Direction, Filter, IndexValue, Indexes,
+    NewMessage, Pagination, Range, Sort, Store, StoreError, StoredMessage,
 };
 
 /// Why a check failed: where, and what differed.
@@ -99,7 +99,11 @@ pub async fn run_all<S: Store + ?Sized>(store: &S) -> CheckResult {
         data,
         tasks,
     );
-    if failures.is_empty() { Ok(()) } else { Err(Failure(failures.join("\n"))) }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure(failures.join("\n")))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -136,15 +140,36 @@ fn message(cid: &str, pairs: Vec<(&str, IndexValue)>) -> NewMessage {
 }
 
 /// Stores `messages` in one commit, appending an event for each.
-async fn put_all<S: Store + ?Sized>(store: &S, tenant: &str, messages: Vec<NewMessage>) -> CheckResult {
+async fn put_all<S: Store + ?Sized>(
+    store: &S,
+    tenant: &str,
+    messages: Vec<NewMessage>,
+) -> CheckResult {
     let append_events = messages.iter().map(|m| m.message_cid.clone()).collect();
-    store.commit(tenant, Commit { put: messages, append_events, ..Commit::default() }).await?;
+    store
+        .commit(
+            tenant,
+            Commit {
+                put: messages,
+                append_events,
+                ..Commit::default()
+            },
+        )
+        .await?;
     Ok(())
 }
 
 async fn delete<S: Store + ?Sized>(store: &S, tenant: &str, cids: &[&str]) -> CheckResult {
     let delete = cids.iter().map(|c| (*c).to_owned()).collect();
-    store.commit(tenant, Commit { delete, ..Commit::default() }).await?;
+    store
+        .commit(
+            tenant,
+            Commit {
+                delete,
+                ..Commit::default()
+            },
+        )
+        .await?;
     Ok(())
 }
 
@@ -157,7 +182,11 @@ fn desc(property: &str) -> Sort {
 }
 
 /// The CIDs a query returns (all of them: no limit), sorted by `messageTimestamp` ascending.
-async fn find<S: Store + ?Sized>(store: &S, tenant: &str, filters: &[Filter]) -> Result<Vec<String>, Failure> {
+async fn find<S: Store + ?Sized>(
+    store: &S,
+    tenant: &str,
+    filters: &[Filter],
+) -> Result<Vec<String>, Failure> {
     find_sorted(store, tenant, filters, &asc("messageTimestamp")).await
 }
 
@@ -167,8 +196,13 @@ async fn find_sorted<S: Store + ?Sized>(
     filters: &[Filter],
     sort: &Sort,
 ) -> Result<Vec<String>, Failure> {
-    let result = store.query(tenant, filters, sort, &Pagination::default()).await?;
-    ensure!(result.cursor.is_none(), "a query without limit returned a cursor");
+    let result = store
+        .query(tenant, filters, sort, &Pagination::default())
+        .await?;
+    ensure!(
+        result.cursor.is_none(),
+        "a query without limit returned a cursor"
+    );
     Ok(result.messages.into_iter().map(|m| m.message_cid).collect())
 }
 
@@ -181,7 +215,12 @@ fn filter(key: &str, condition: Condition) -> Filter {
     Filter::new().with(key, condition)
 }
 
-fn range(gt: Option<IndexValue>, gte: Option<IndexValue>, lt: Option<IndexValue>, lte: Option<IndexValue>) -> Condition {
+fn range(
+    gt: Option<IndexValue>,
+    gte: Option<IndexValue>,
+    lt: Option<IndexValue>,
+    lte: Option<IndexValue>,
+) -> Condition {
     Condition::Range(Range { gt, gte, lt, lte })
 }
 
@@ -192,22 +231,36 @@ async fn read_all(blob: DataBlob) -> Result<Vec<u8>, Failure> {
         let chunk = chunk.map_err(|e| Failure(format!("data stream failed: {e}")))?;
         out.extend_from_slice(&chunk);
     }
-    ensure_eq!(out.len() as u64, blob.size, "the blob's size differs from its streamed length");
+    ensure_eq!(
+        out.len() as u64,
+        blob.size,
+        "the blob's size differs from its streamed length"
+    );
     Ok(out)
 }
 
 /// Deterministic bytes (a simple LCG), so large data needs no dependency and no fixture.
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (state >> 56) as u8
         })
         .collect()
 }
 
-async fn write_data<S: Store + ?Sized>(store: &S, tenant: &str, key: &DataKey, bytes: &[u8], chunk: usize) -> CheckResult {
+async fn write_data<S: Store + ?Sized>(
+    store: &S,
+    tenant: &str,
+    key: &DataKey,
+    bytes: &[u8],
+    chunk: usize,
+) -> CheckResult {
     let mut writer = store.data_writer(tenant).await?;
     for piece in bytes.chunks(chunk.max(1)) {
         writer.write(piece).await?;
@@ -217,7 +270,10 @@ async fn write_data<S: Store + ?Sized>(store: &S, tenant: &str, key: &DataKey, b
 }
 
 fn data_key(record_id: &str, data_cid: &str) -> DataKey {
-    DataKey { record_id: record_id.to_owned(), data_cid: data_cid.to_owned() }
+    DataKey {
+        record_id: record_id.to_owned(),
+        data_cid: data_cid.to_owned(),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -247,7 +303,10 @@ pub async fn put_get_delete<S: Store + ?Sized>(store: &S) -> CheckResult {
     );
     m.encoded_data = Some("aGVsbG8".into());
     m.message = vec![0, 159, 255, 1];
-    let empty = NewMessage { message: Vec::new(), ..message("bafy-pgd-2", vec![]) };
+    let empty = NewMessage {
+        message: Vec::new(),
+        ..message("bafy-pgd-2", vec![])
+    };
     put_all(store, tenant, vec![m.clone(), empty.clone()]).await?;
 
     let got = store.get(tenant, "bafy-pgd-1").await?;
@@ -259,14 +318,27 @@ pub async fn put_get_delete<S: Store + ?Sized>(store: &S) -> CheckResult {
     };
     ensure_eq!(got, Some(expected));
     let got = store.get(tenant, "bafy-pgd-2").await?;
-    ensure_eq!(got.map(|g| (g.message, g.indexes)), Some((Vec::new(), Indexes::new())));
+    ensure_eq!(
+        got.map(|g| (g.message, g.indexes)),
+        Some((Vec::new(), Indexes::new()))
+    );
     ensure_eq!(store.get(tenant, "bafy-unknown").await?, None);
 
     delete(store, tenant, &["bafy-pgd-1", "bafy-unknown"]).await?;
     ensure_eq!(store.get(tenant, "bafy-pgd-1").await?, None);
-    ensure!(store.get(tenant, "bafy-pgd-2").await?.is_some(), "deleting one message removed another");
-    ensure_eq!(find(store, tenant, &[]).await?, Vec::<String>::new(), "bafy-pgd-2 has no messageTimestamp");
-    ensure_eq!(find_sorted(store, tenant, &[], &asc("interface")).await?, Vec::<String>::new());
+    ensure!(
+        store.get(tenant, "bafy-pgd-2").await?.is_some(),
+        "deleting one message removed another"
+    );
+    ensure_eq!(
+        find(store, tenant, &[]).await?,
+        Vec::<String>::new(),
+        "bafy-pgd-2 has no messageTimestamp"
+    );
+    ensure_eq!(
+        find_sorted(store, tenant, &[], &asc("interface")).await?,
+        Vec::<String>::new()
+    );
     Ok(())
 }
 
@@ -275,25 +347,72 @@ pub async fn put_get_delete<S: Store + ?Sized>(store: &S) -> CheckResult {
 pub async fn replace_keeps_event<S: Store + ?Sized>(store: &S) -> CheckResult {
     let tenant = "did:example:replace";
     let ts = ("messageTimestamp", s("2024-01-01"));
-    let mut first = message("bafy-r-1", vec![ts.clone(), ("isLatestBaseState", b(true)), ("tag.t", s("old"))]);
+    let mut first = message(
+        "bafy-r-1",
+        vec![
+            ts.clone(),
+            ("isLatestBaseState", b(true)),
+            ("tag.t", s("old")),
+        ],
+    );
     first.encoded_data = Some("ZGF0YQ".into());
     put_all(store, tenant, vec![first]).await?;
     let before = store.events_query(tenant, &[], None, None).await?;
     ensure_eq!(before.len(), 1);
 
-    let second = message("bafy-r-1", vec![ts, ("isLatestBaseState", b(false)), ("tag.t", s("new"))]);
-    store.commit(tenant, Commit { put: vec![second.clone()], ..Commit::default() }).await?;
+    let second = message(
+        "bafy-r-1",
+        vec![ts, ("isLatestBaseState", b(false)), ("tag.t", s("new"))],
+    );
+    store
+        .commit(
+            tenant,
+            Commit {
+                put: vec![second.clone()],
+                ..Commit::default()
+            },
+        )
+        .await?;
     let got = store.get(tenant, "bafy-r-1").await?;
     ensure_eq!(got.as_ref().map(|g| &g.indexes), Some(&second.indexes));
-    ensure_eq!(got.and_then(|g| g.encoded_data), None, "inline data must be replaced too");
-    ensure_eq!(store.events_query(tenant, &[], None, None).await?, before, "the event must be kept as it was");
+    ensure_eq!(
+        got.and_then(|g| g.encoded_data),
+        None,
+        "inline data must be replaced too"
+    );
+    ensure_eq!(
+        store.events_query(tenant, &[], None, None).await?,
+        before,
+        "the event must be kept as it was"
+    );
     let old = Filter::new().eq("tag.t", s("old"));
     let new = Filter::new().eq("tag.t", s("new"));
-    ensure_eq!(find(store, tenant, std::slice::from_ref(&old)).await?, Vec::<String>::new());
-    ensure_eq!(find(store, tenant, std::slice::from_ref(&new)).await?, cids(&["bafy-r-1"]));
-    ensure_eq!(find(store, tenant, &[Filter::new().eq("isLatestBaseState", b(true))]).await?, Vec::<String>::new());
-    ensure_eq!(store.events_query(tenant, &[new], None, None).await?, before, "event filters see the new indexes");
-    ensure_eq!(store.events_query(tenant, &[old], None, None).await?, vec![]);
+    ensure_eq!(
+        find(store, tenant, std::slice::from_ref(&old)).await?,
+        Vec::<String>::new()
+    );
+    ensure_eq!(
+        find(store, tenant, std::slice::from_ref(&new)).await?,
+        cids(&["bafy-r-1"])
+    );
+    ensure_eq!(
+        find(
+            store,
+            tenant,
+            &[Filter::new().eq("isLatestBaseState", b(true))]
+        )
+        .await?,
+        Vec::<String>::new()
+    );
+    ensure_eq!(
+        store.events_query(tenant, &[new], None, None).await?,
+        before,
+        "event filters see the new indexes"
+    );
+    ensure_eq!(
+        store.events_query(tenant, &[old], None, None).await?,
+        vec![]
+    );
     Ok(())
 }
 
@@ -301,11 +420,18 @@ pub async fn replace_keeps_event<S: Store + ?Sized>(store: &S) -> CheckResult {
 /// appends apply in that order.
 pub async fn commit_is_atomic<S: Store + ?Sized>(store: &S) -> CheckResult {
     let tenant = "did:example:atomic";
-    put_all(store, tenant, vec![message("bafy-a-keep", vec![("messageTimestamp", s("1"))])]).await?;
+    put_all(
+        store,
+        tenant,
+        vec![message("bafy-a-keep", vec![("messageTimestamp", s("1"))])],
+    )
+    .await?;
     let events_before = store.events_query(tenant, &[], None, None).await?;
 
     let good = message("bafy-a-good", vec![("messageTimestamp", s("2"))]);
-    let bad_commits: Vec<(&str, Commit, fn(&StoreError) -> bool)> = vec![
+    /// (what is wrong, the commit, the error it must fail with)
+    type BadCommit = (&'static str, Commit, fn(&StoreError) -> bool);
+    let bad_commits: Vec<BadCommit> = vec![
         (
             "unsupported index in the second put",
             Commit {
@@ -319,20 +445,32 @@ pub async fn commit_is_atomic<S: Store + ?Sized>(store: &S) -> CheckResult {
         (
             "string in a number column",
             Commit {
-                put: vec![good.clone(), message("bafy-a-bad", vec![("dataSize", s("12"))])],
+                put: vec![
+                    good.clone(),
+                    message("bafy-a-bad", vec![("dataSize", s("12"))]),
+                ],
                 ..Commit::default()
             },
             |e| matches!(e, StoreError::InvalidIndexValue(_)),
         ),
         (
             "number in a boolean column",
-            Commit { put: vec![good.clone(), message("bafy-a-bad", vec![("published", n(1.0))])], ..Commit::default() },
+            Commit {
+                put: vec![
+                    good.clone(),
+                    message("bafy-a-bad", vec![("published", n(1.0))]),
+                ],
+                ..Commit::default()
+            },
             |e| matches!(e, StoreError::InvalidIndexValue(_)),
         ),
         (
             "list in a column",
             Commit {
-                put: vec![good.clone(), message("bafy-a-bad", vec![("schema", list(vec![s("x")]))])],
+                put: vec![
+                    good.clone(),
+                    message("bafy-a-bad", vec![("schema", list(vec![s("x")]))]),
+                ],
                 ..Commit::default()
             },
             |e| matches!(e, StoreError::InvalidIndexValue(_)),
@@ -340,14 +478,26 @@ pub async fn commit_is_atomic<S: Store + ?Sized>(store: &S) -> CheckResult {
         (
             "nested list tag",
             Commit {
-                put: vec![good.clone(), message("bafy-a-bad", vec![("tag.x", list(vec![list(vec![s("x")])]))])],
+                put: vec![
+                    good.clone(),
+                    message(
+                        "bafy-a-bad",
+                        vec![("tag.x", list(vec![list(vec![s("x")])]))],
+                    ),
+                ],
                 ..Commit::default()
             },
             |e| matches!(e, StoreError::InvalidIndexValue(_)),
         ),
         (
             "NaN",
-            Commit { put: vec![good.clone(), message("bafy-a-bad", vec![("tag.x", n(f64::NAN))])], ..Commit::default() },
+            Commit {
+                put: vec![
+                    good.clone(),
+                    message("bafy-a-bad", vec![("tag.x", n(f64::NAN))]),
+                ],
+                ..Commit::default()
+            },
             |e| matches!(e, StoreError::InvalidIndexValue(_)),
         ),
         (
@@ -383,12 +533,31 @@ pub async fn commit_is_atomic<S: Store + ?Sized>(store: &S) -> CheckResult {
     for (what, commit, expected) in bad_commits {
         match store.commit(tenant, commit).await {
             Err(e) if expected(&e) => {}
-            other => return Err(Failure(format!("{what}: expected a specific error, got {other:?}"))),
+            other => {
+                return Err(Failure(format!(
+                    "{what}: expected a specific error, got {other:?}"
+                )));
+            }
         }
-        ensure_eq!(store.get(tenant, "bafy-a-good").await?, None, "{what}: a put survived a failed commit");
-        ensure!(store.get(tenant, "bafy-a-keep").await?.is_some(), "{what}: a delete survived a failed commit");
-        ensure_eq!(store.events_query(tenant, &[], None, None).await?, events_before, "{what}: events changed");
-        ensure_eq!(find(store, tenant, &[]).await?, cids(&["bafy-a-keep"]), "{what}: query results changed");
+        ensure_eq!(
+            store.get(tenant, "bafy-a-good").await?,
+            None,
+            "{what}: a put survived a failed commit"
+        );
+        ensure!(
+            store.get(tenant, "bafy-a-keep").await?.is_some(),
+            "{what}: a delete survived a failed commit"
+        );
+        ensure_eq!(
+            store.events_query(tenant, &[], None, None).await?,
+            events_before,
+            "{what}: events changed"
+        );
+        ensure_eq!(
+            find(store, tenant, &[]).await?,
+            cids(&["bafy-a-keep"]),
+            "{what}: query results changed"
+        );
     }
 
     // Put then delete of the same CID in one commit: deleted. An event for a message stored by
@@ -406,7 +575,13 @@ pub async fn commit_is_atomic<S: Store + ?Sized>(store: &S) -> CheckResult {
         .await?;
     ensure_eq!(store.get(tenant, "bafy-a-good").await?, None);
     let events = store.events_query(tenant, &[], None, None).await?;
-    ensure_eq!(events.iter().map(|e| e.message_cid.as_str()).collect::<Vec<_>>(), vec!["bafy-a-keep", "bafy-a-keep"]);
+    ensure_eq!(
+        events
+            .iter()
+            .map(|e| e.message_cid.as_str())
+            .collect::<Vec<_>>(),
+        vec!["bafy-a-keep", "bafy-a-keep"]
+    );
     Ok(())
 }
 
@@ -416,39 +591,81 @@ pub async fn tenant_isolation<S: Store + ?Sized>(store: &S) -> CheckResult {
     let alice = "did:example:iso-alice";
     let bob = "did:example:iso-bob";
     let ts = ("messageTimestamp", s("2024"));
-    put_all(store, alice, vec![message("bafy-i-1", vec![ts.clone(), ("tag.who", s("alice"))])]).await?;
-    put_all(store, bob, vec![message("bafy-i-2", vec![ts.clone(), ("tag.who", s("bob"))])]).await?;
+    put_all(
+        store,
+        alice,
+        vec![message(
+            "bafy-i-1",
+            vec![ts.clone(), ("tag.who", s("alice"))],
+        )],
+    )
+    .await?;
+    put_all(
+        store,
+        bob,
+        vec![message("bafy-i-2", vec![ts.clone(), ("tag.who", s("bob"))])],
+    )
+    .await?;
     let key = data_key("rec-i", "data-i");
     write_data(store, alice, &key, b"alice's data", 5).await?;
 
     ensure_eq!(store.get(bob, "bafy-i-1").await?, None);
     ensure_eq!(find(store, bob, &[]).await?, cids(&["bafy-i-2"]));
-    ensure_eq!(find(store, bob, &[Filter::new().eq("tag.who", s("alice"))]).await?, Vec::<String>::new());
-    let bob_events: Vec<String> =
-        store.events_query(bob, &[], None, None).await?.into_iter().map(|e| e.message_cid).collect();
+    ensure_eq!(
+        find(store, bob, &[Filter::new().eq("tag.who", s("alice"))]).await?,
+        Vec::<String>::new()
+    );
+    let bob_events: Vec<String> = store
+        .events_query(bob, &[], None, None)
+        .await?
+        .into_iter()
+        .map(|e| e.message_cid)
+        .collect();
     ensure_eq!(bob_events, cids(&["bafy-i-2"]));
-    ensure!(store.data_get(bob, &key).await?.is_none(), "bob reads alice's data");
+    ensure!(
+        store.data_get(bob, &key).await?.is_none(),
+        "bob reads alice's data"
+    );
 
     // Bob deletes what only alice has; nothing of alice's changes.
     store
         .commit(
             bob,
-            Commit { delete: vec!["bafy-i-1".into()], delete_data: vec![key.clone()], ..Commit::default() },
+            Commit {
+                delete: vec!["bafy-i-1".into()],
+                delete_data: vec![key.clone()],
+                ..Commit::default()
+            },
         )
         .await?;
     store.data_delete(bob, &key).await?;
-    ensure!(store.get(alice, "bafy-i-1").await?.is_some(), "bob deleted alice's message");
-    ensure_eq!(store.events_query(alice, &[], None, None).await?.len(), 1, "bob deleted alice's event");
+    ensure!(
+        store.get(alice, "bafy-i-1").await?.is_some(),
+        "bob deleted alice's message"
+    );
+    ensure_eq!(
+        store.events_query(alice, &[], None, None).await?.len(),
+        1,
+        "bob deleted alice's event"
+    );
     match store.data_get(alice, &key).await? {
         Some(blob) => ensure_eq!(read_all(blob).await?, b"alice's data".to_vec()),
         None => return Err(Failure("bob deleted alice's data".into())),
     }
 
     // The same CID and data key in both tenants are two independent things.
-    put_all(store, bob, vec![message("bafy-i-1", vec![ts, ("tag.who", s("bob again"))])]).await?;
+    put_all(
+        store,
+        bob,
+        vec![message("bafy-i-1", vec![ts, ("tag.who", s("bob again"))])],
+    )
+    .await?;
     write_data(store, bob, &key, b"bob's data", 3).await?;
     ensure_eq!(
-        store.get(alice, "bafy-i-1").await?.and_then(|m| m.indexes.get("tag.who").cloned()),
+        store
+            .get(alice, "bafy-i-1")
+            .await?
+            .and_then(|m| m.indexes.get("tag.who").cloned()),
         Some(s("alice"))
     );
     match store.data_get(alice, &key).await? {
@@ -456,11 +673,16 @@ pub async fn tenant_isolation<S: Store + ?Sized>(store: &S) -> CheckResult {
         None => return Err(Failure("alice's data vanished".into())),
     }
     delete(store, bob, &["bafy-i-1"]).await?;
-    ensure!(store.get(alice, "bafy-i-1").await?.is_some(), "deleting bob's copy deleted alice's");
+    ensure!(
+        store.get(alice, "bafy-i-1").await?.is_some(),
+        "deleting bob's copy deleted alice's"
+    );
     ensure_eq!(store.events_query(alice, &[], None, None).await?.len(), 1);
 
     // Tasks: bob can neither extend nor delete alice's.
-    let task = store.task_register(alice, b"alice task".to_vec(), 1_000).await?;
+    let task = store
+        .task_register(alice, b"alice task".to_vec(), 1_000)
+        .await?;
     store.task_extend(bob, &task.id, 9_000_000).await?;
     store.task_delete(bob, &task.id).await?;
     let grabbed = store.task_grab(2_000, 3_000, 100).await?;
@@ -483,12 +705,59 @@ async fn filter_corpus<S: Store + ?Sized>(store: &S, tenant: &str) -> CheckResul
         store,
         tenant,
         vec![
-            m("f1", "01", vec![("schema", s("a")), ("dataSize", n(1.0)), ("published", b(true)), ("tag.v", s("1"))]),
-            m("f2", "02", vec![("schema", s("b")), ("dataSize", n(2.0)), ("published", b(false)), ("tag.v", n(1.0))]),
-            m("f3", "03", vec![("schema", s("B")), ("dataSize", n(3.0)), ("published", b(true)), ("tag.v", b(true))]),
-            m("f4", "04", vec![("schema", s("ab")), ("dataSize", n(10.0)), ("tag.v", s("true"))]),
-            m("f5", "05", vec![("schema", s("é")), ("dataSize", n(-1.5)), ("tag.v", list(vec![s("x"), n(7.0)]))]),
-            m("f6", "06", vec![("schema", s("z")), ("dataSize", n(0.0)), ("tag.v", n(0.0))]),
+            m(
+                "f1",
+                "01",
+                vec![
+                    ("schema", s("a")),
+                    ("dataSize", n(1.0)),
+                    ("published", b(true)),
+                    ("tag.v", s("1")),
+                ],
+            ),
+            m(
+                "f2",
+                "02",
+                vec![
+                    ("schema", s("b")),
+                    ("dataSize", n(2.0)),
+                    ("published", b(false)),
+                    ("tag.v", n(1.0)),
+                ],
+            ),
+            m(
+                "f3",
+                "03",
+                vec![
+                    ("schema", s("B")),
+                    ("dataSize", n(3.0)),
+                    ("published", b(true)),
+                    ("tag.v", b(true)),
+                ],
+            ),
+            m(
+                "f4",
+                "04",
+                vec![
+                    ("schema", s("ab")),
+                    ("dataSize", n(10.0)),
+                    ("tag.v", s("true")),
+                ],
+            ),
+            m(
+                "f5",
+                "05",
+                vec![
+                    ("schema", s("é")),
+                    ("dataSize", n(-1.5)),
+                    ("tag.v", list(vec![s("x"), n(7.0)])),
+                ],
+            ),
+            m(
+                "f6",
+                "06",
+                vec![("schema", s("z")), ("dataSize", n(0.0)), ("tag.v", n(0.0))],
+            ),
             m("f7", "07", vec![("schema", s("")), ("tag.v", s(""))]),
             m("f8", "08", vec![("dataSize", n(1e300))]),
         ],
@@ -526,13 +795,25 @@ pub async fn equal_filters<S: Store + ?Sized>(store: &S) -> CheckResult {
         (eq("tag.v", list(vec![s("x")])), vec![]),
         (eq("tag.missing", s("1")), vec![]),
         (
-            vec![Filter::new().eq("schema", s("a")).eq("dataSize", n(1.0)).eq("published", b(true))],
+            vec![
+                Filter::new()
+                    .eq("schema", s("a"))
+                    .eq("dataSize", n(1.0))
+                    .eq("published", b(true)),
+            ],
             vec!["f1"],
         ),
-        (vec![Filter::new().eq("schema", s("a")).eq("dataSize", n(2.0))], vec![]),
+        (
+            vec![Filter::new().eq("schema", s("a")).eq("dataSize", n(2.0))],
+            vec![],
+        ),
     ];
     for (filters, expected) in cases {
-        ensure_eq!(find(store, tenant, &filters).await?, cids(&expected), "for {filters:?}");
+        ensure_eq!(
+            find(store, tenant, &filters).await?,
+            cids(&expected),
+            "for {filters:?}"
+        );
     }
     Ok(())
 }
@@ -543,19 +824,35 @@ pub async fn one_of_filters<S: Store + ?Sized>(store: &S) -> CheckResult {
     filter_corpus(store, tenant).await?;
     let one_of = |key: &str, vs: Vec<IndexValue>| vec![filter(key, Condition::OneOf(vs))];
     let cases: Vec<(Vec<Filter>, Vec<&str>)> = vec![
-        (one_of("schema", vec![s("a"), s("b"), s("nope")]), vec!["f1", "f2"]),
+        (
+            one_of("schema", vec![s("a"), s("b"), s("nope")]),
+            vec!["f1", "f2"],
+        ),
         (one_of("schema", vec![s("a"), n(2.0), b(true)]), vec!["f1"]),
         (one_of("schema", vec![]), vec![]),
-        (one_of("dataSize", vec![n(2.0), n(10.0), s("1")]), vec!["f2", "f4"]),
+        (
+            one_of("dataSize", vec![n(2.0), n(10.0), s("1")]),
+            vec!["f2", "f4"],
+        ),
         (one_of("dataSize", vec![n(f64::NAN), n(3.0)]), vec!["f3"]),
         (one_of("published", vec![b(false)]), vec!["f2"]),
-        (one_of("published", vec![b(false), b(true)]), vec!["f1", "f2", "f3"]),
-        (one_of("tag.v", vec![s("1"), n(0.0), b(true)]), vec!["f1", "f3", "f6"]),
+        (
+            one_of("published", vec![b(false), b(true)]),
+            vec!["f1", "f2", "f3"],
+        ),
+        (
+            one_of("tag.v", vec![s("1"), n(0.0), b(true)]),
+            vec!["f1", "f3", "f6"],
+        ),
         (one_of("tag.v", vec![n(7.0), s("")]), vec!["f5", "f7"]),
         (one_of("tag.v", vec![list(vec![s("x")])]), vec![]),
     ];
     for (filters, expected) in cases {
-        ensure_eq!(find(store, tenant, &filters).await?, cids(&expected), "for {filters:?}");
+        ensure_eq!(
+            find(store, tenant, &filters).await?,
+            cids(&expected),
+            "for {filters:?}"
+        );
     }
     Ok(())
 }
@@ -568,34 +865,104 @@ pub async fn range_filters<S: Store + ?Sized>(store: &S) -> CheckResult {
     filter_corpus(store, tenant).await?;
     let r = |key: &str, c: Condition| vec![filter(key, c)];
     let cases: Vec<(Vec<Filter>, Vec<&str>)> = vec![
-        (r("dataSize", range(Some(n(2.0)), None, None, None)), vec!["f3", "f4", "f8"]),
-        (r("dataSize", range(None, Some(n(2.0)), None, None)), vec!["f2", "f3", "f4", "f8"]),
-        (r("dataSize", range(None, None, Some(n(2.0)), None)), vec!["f1", "f5", "f6"]),
-        (r("dataSize", range(None, None, None, Some(n(2.0)))), vec!["f1", "f2", "f5", "f6"]),
-        (r("dataSize", range(Some(n(0.0)), None, Some(n(10.0)), None)), vec!["f1", "f2", "f3"]),
-        (r("dataSize", range(None, Some(n(0.0)), None, Some(n(10.0)))), vec!["f1", "f2", "f3", "f4", "f6"]),
-        (r("dataSize", range(Some(n(1.0)), None, None, Some(s("z")))), vec![]),
+        (
+            r("dataSize", range(Some(n(2.0)), None, None, None)),
+            vec!["f3", "f4", "f8"],
+        ),
+        (
+            r("dataSize", range(None, Some(n(2.0)), None, None)),
+            vec!["f2", "f3", "f4", "f8"],
+        ),
+        (
+            r("dataSize", range(None, None, Some(n(2.0)), None)),
+            vec!["f1", "f5", "f6"],
+        ),
+        (
+            r("dataSize", range(None, None, None, Some(n(2.0)))),
+            vec!["f1", "f2", "f5", "f6"],
+        ),
+        (
+            r("dataSize", range(Some(n(0.0)), None, Some(n(10.0)), None)),
+            vec!["f1", "f2", "f3"],
+        ),
+        (
+            r("dataSize", range(None, Some(n(0.0)), None, Some(n(10.0)))),
+            vec!["f1", "f2", "f3", "f4", "f6"],
+        ),
+        (
+            r("dataSize", range(Some(n(1.0)), None, None, Some(s("z")))),
+            vec![],
+        ),
         (r("dataSize", range(Some(s("0")), None, None, None)), vec![]),
-        (r("dataSize", range(None, None, None, None)), vec!["f1", "f2", "f3", "f4", "f5", "f6", "f8"]),
+        (
+            r("dataSize", range(None, None, None, None)),
+            vec!["f1", "f2", "f3", "f4", "f5", "f6", "f8"],
+        ),
         // Bytewise: "" < "B" < "a" < "ab" < "b" < "z" < "é".
-        (r("schema", range(Some(s("a")), None, None, None)), vec!["f2", "f4", "f5", "f6"]),
-        (r("schema", range(None, Some(s("a")), Some(s("b")), None)), vec!["f1", "f4"]),
-        (r("schema", range(None, None, Some(s("a")), None)), vec!["f3", "f7"]),
-        (r("schema", range(None, None, None, Some(s("")))), vec!["f7"]),
-        (r("schema", range(Some(s("z")), None, None, None)), vec!["f5"]),
+        (
+            r("schema", range(Some(s("a")), None, None, None)),
+            vec!["f2", "f4", "f5", "f6"],
+        ),
+        (
+            r("schema", range(None, Some(s("a")), Some(s("b")), None)),
+            vec!["f1", "f4"],
+        ),
+        (
+            r("schema", range(None, None, Some(s("a")), None)),
+            vec!["f3", "f7"],
+        ),
+        (
+            r("schema", range(None, None, None, Some(s("")))),
+            vec!["f7"],
+        ),
+        (
+            r("schema", range(Some(s("z")), None, None, None)),
+            vec!["f5"],
+        ),
         (r("schema", range(Some(n(0.0)), None, None, None)), vec![]),
-        (r("published", range(Some(b(false)), None, None, None)), vec!["f1", "f3"]),
-        (r("tag.v", range(Some(n(0.0)), None, None, None)), vec!["f2", "f5"]),
-        (r("tag.v", range(None, Some(n(0.0)), Some(n(5.0)), None)), vec!["f2", "f6"]),
-        (r("tag.v", range(Some(n(1.0)), None, Some(n(5.0)), None)), vec![]),
-        (r("tag.v", range(Some(s("w")), None, None, None)), vec!["f5"]),
-        (r("tag.v", range(None, Some(s("")), Some(s("2")), None)), vec!["f1", "f7"]),
-        (r("tag.v", range(Some(n(0.0)), None, Some(s("z")), None)), vec![]),
-        (r("tag.v", range(None, None, None, None)), vec!["f1", "f2", "f3", "f4", "f5", "f6", "f7"]),
-        (r("tag.v", range(Some(b(false)), None, None, None)), vec!["f3"]),
+        (
+            r("published", range(Some(b(false)), None, None, None)),
+            vec!["f1", "f3"],
+        ),
+        (
+            r("tag.v", range(Some(n(0.0)), None, None, None)),
+            vec!["f2", "f5"],
+        ),
+        (
+            r("tag.v", range(None, Some(n(0.0)), Some(n(5.0)), None)),
+            vec!["f2", "f6"],
+        ),
+        (
+            r("tag.v", range(Some(n(1.0)), None, Some(n(5.0)), None)),
+            vec![],
+        ),
+        (
+            r("tag.v", range(Some(s("w")), None, None, None)),
+            vec!["f5"],
+        ),
+        (
+            r("tag.v", range(None, Some(s("")), Some(s("2")), None)),
+            vec!["f1", "f7"],
+        ),
+        (
+            r("tag.v", range(Some(n(0.0)), None, Some(s("z")), None)),
+            vec![],
+        ),
+        (
+            r("tag.v", range(None, None, None, None)),
+            vec!["f1", "f2", "f3", "f4", "f5", "f6", "f7"],
+        ),
+        (
+            r("tag.v", range(Some(b(false)), None, None, None)),
+            vec!["f3"],
+        ),
     ];
     for (filters, expected) in cases {
-        ensure_eq!(find(store, tenant, &filters).await?, cids(&expected), "for {filters:?}");
+        ensure_eq!(
+            find(store, tenant, &filters).await?,
+            cids(&expected),
+            "for {filters:?}"
+        );
     }
     Ok(())
 }
@@ -605,7 +972,14 @@ pub async fn range_filters<S: Store + ?Sized>(store: &S) -> CheckResult {
 pub async fn prefix_filters<S: Store + ?Sized>(store: &S) -> CheckResult {
     let tenant = "did:example:prefix";
     let m = |cid: &str, context: &str, tag: IndexValue| {
-        message(cid, vec![("messageTimestamp", s(cid)), ("contextId", s(context)), ("tag.t", tag)])
+        message(
+            cid,
+            vec![
+                ("messageTimestamp", s(cid)),
+                ("contextId", s(context)),
+                ("tag.t", tag),
+            ],
+        )
     };
     put_all(
         store,
@@ -632,7 +1006,10 @@ pub async fn prefix_filters<S: Store + ?Sized>(store: &S) -> CheckResult {
         (p("contextId", "c%"), vec![]),
         (p("contextId", "c\u{10FFFF}"), vec!["p6", "p7"]),
         (p("contextId", "c\u{D7FF}"), vec![]),
-        (p("contextId", ""), vec!["p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8"]),
+        (
+            p("contextId", ""),
+            vec!["p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8"],
+        ),
         (p("dataSize", ""), vec![]),
         (p("tag.t", "ab"), vec!["p1", "p2"]),
         (p("tag.t", "a_"), vec!["p5"]),
@@ -643,7 +1020,11 @@ pub async fn prefix_filters<S: Store + ?Sized>(store: &S) -> CheckResult {
         (p("tag.t", "\u{D7FF}"), vec!["p7"]),
     ];
     for (filters, expected) in cases {
-        ensure_eq!(find(store, tenant, &filters).await?, cids(&expected), "for {filters:?}");
+        ensure_eq!(
+            find(store, tenant, &filters).await?,
+            cids(&expected),
+            "for {filters:?}"
+        );
     }
     Ok(())
 }
@@ -652,31 +1033,80 @@ pub async fn prefix_filters<S: Store + ?Sized>(store: &S) -> CheckResult {
 pub async fn boolean_filters<S: Store + ?Sized>(store: &S) -> CheckResult {
     let tenant = "did:example:bool";
     let m = |cid: &str, latest: bool, flag: IndexValue| {
-        message(cid, vec![("messageTimestamp", s(cid)), ("isLatestBaseState", b(latest)), ("tag.flag", flag)])
+        message(
+            cid,
+            vec![
+                ("messageTimestamp", s(cid)),
+                ("isLatestBaseState", b(latest)),
+                ("tag.flag", flag),
+            ],
+        )
     };
-    put_all(store, tenant, vec![m("b1", true, b(true)), m("b2", false, b(false)), m("b3", true, n(1.0))]).await?;
+    put_all(
+        store,
+        tenant,
+        vec![
+            m("b1", true, b(true)),
+            m("b2", false, b(false)),
+            m("b3", true, n(1.0)),
+        ],
+    )
+    .await?;
     let cases: Vec<(Vec<Filter>, Vec<&str>)> = vec![
-        (vec![Filter::new().eq("isLatestBaseState", b(true))], vec!["b1", "b3"]),
-        (vec![Filter::new().eq("isLatestBaseState", b(false))], vec!["b2"]),
-        (vec![Filter::new().eq("isLatestBaseState", s("true"))], vec![]),
-        (vec![filter("isLatestBaseState", range(None, None, Some(b(true)), None))], vec!["b2"]),
-        (vec![filter("isLatestBaseState", range(None, Some(b(false)), None, None))], vec!["b1", "b2", "b3"]),
+        (
+            vec![Filter::new().eq("isLatestBaseState", b(true))],
+            vec!["b1", "b3"],
+        ),
+        (
+            vec![Filter::new().eq("isLatestBaseState", b(false))],
+            vec!["b2"],
+        ),
+        (
+            vec![Filter::new().eq("isLatestBaseState", s("true"))],
+            vec![],
+        ),
+        (
+            vec![filter(
+                "isLatestBaseState",
+                range(None, None, Some(b(true)), None),
+            )],
+            vec!["b2"],
+        ),
+        (
+            vec![filter(
+                "isLatestBaseState",
+                range(None, Some(b(false)), None, None),
+            )],
+            vec!["b1", "b2", "b3"],
+        ),
         (vec![Filter::new().eq("tag.flag", b(true))], vec!["b1"]),
         (vec![Filter::new().eq("tag.flag", b(false))], vec!["b2"]),
         (vec![Filter::new().eq("tag.flag", n(1.0))], vec!["b3"]),
-        (vec![filter("tag.flag", Condition::OneOf(vec![b(false), n(1.0)]))], vec!["b2", "b3"]),
+        (
+            vec![filter("tag.flag", Condition::OneOf(vec![b(false), n(1.0)]))],
+            vec!["b2", "b3"],
+        ),
     ];
     for (filters, expected) in cases {
-        ensure_eq!(find(store, tenant, &filters).await?, cids(&expected), "for {filters:?}");
+        ensure_eq!(
+            find(store, tenant, &filters).await?,
+            cids(&expected),
+            "for {filters:?}"
+        );
     }
-    ensure_eq!(find_sorted(store, tenant, &[], &asc("isLatestBaseState")).await?, cids(&["b2", "b1", "b3"]));
+    ensure_eq!(
+        find_sorted(store, tenant, &[], &asc("isLatestBaseState")).await?,
+        cids(&["b2", "b1", "b3"])
+    );
     Ok(())
 }
 
 /// A list-valued tag matches when any element matches; an empty list matches nothing.
 pub async fn list_tags<S: Store + ?Sized>(store: &S) -> CheckResult {
     let tenant = "did:example:lists";
-    let m = |cid: &str, tag: IndexValue| message(cid, vec![("messageTimestamp", s(cid)), ("tag.l", tag)]);
+    let m = |cid: &str, tag: IndexValue| {
+        message(cid, vec![("messageTimestamp", s(cid)), ("tag.l", tag)])
+    };
     put_all(
         store,
         tenant,
@@ -690,18 +1120,50 @@ pub async fn list_tags<S: Store + ?Sized>(store: &S) -> CheckResult {
     )
     .await?;
     let cases: Vec<(Vec<Filter>, Vec<&str>)> = vec![
-        (vec![Filter::new().eq("tag.l", s("green"))], vec!["l1", "l5"]),
+        (
+            vec![Filter::new().eq("tag.l", s("green"))],
+            vec!["l1", "l5"],
+        ),
         (vec![Filter::new().eq("tag.l", s("blue"))], vec!["l2"]),
         (vec![Filter::new().eq("tag.l", n(5.0))], vec!["l3"]),
-        (vec![filter("tag.l", Condition::OneOf(vec![s("red"), n(9.0)]))], vec!["l1", "l3"]),
-        (vec![filter("tag.l", range(Some(n(4.0)), None, Some(n(6.0)), None))], vec!["l3"]),
-        (vec![filter("tag.l", range(Some(n(9.0)), None, None, None))], vec![]),
-        (vec![filter("tag.l", range(None, None, None, None))], vec!["l1", "l2", "l3", "l5"]),
-        (vec![filter("tag.l", Condition::Prefix("gr".into()))], vec!["l1", "l5"]),
-        (vec![Filter::new().eq("tag.l", s("red")).eq("messageTimestamp", s("l1"))], vec!["l1"]),
+        (
+            vec![filter("tag.l", Condition::OneOf(vec![s("red"), n(9.0)]))],
+            vec!["l1", "l3"],
+        ),
+        (
+            vec![filter(
+                "tag.l",
+                range(Some(n(4.0)), None, Some(n(6.0)), None),
+            )],
+            vec!["l3"],
+        ),
+        (
+            vec![filter("tag.l", range(Some(n(9.0)), None, None, None))],
+            vec![],
+        ),
+        (
+            vec![filter("tag.l", range(None, None, None, None))],
+            vec!["l1", "l2", "l3", "l5"],
+        ),
+        (
+            vec![filter("tag.l", Condition::Prefix("gr".into()))],
+            vec!["l1", "l5"],
+        ),
+        (
+            vec![
+                Filter::new()
+                    .eq("tag.l", s("red"))
+                    .eq("messageTimestamp", s("l1")),
+            ],
+            vec!["l1"],
+        ),
     ];
     for (filters, expected) in cases {
-        ensure_eq!(find(store, tenant, &filters).await?, cids(&expected), "for {filters:?}");
+        ensure_eq!(
+            find(store, tenant, &filters).await?,
+            cids(&expected),
+            "for {filters:?}"
+        );
     }
     Ok(())
 }
@@ -714,21 +1176,54 @@ pub async fn or_and_empty_filters<S: Store + ?Sized>(store: &S) -> CheckResult {
     let all = cids(&["f1", "f2", "f3", "f4", "f5", "f6", "f7", "f8"]);
     ensure_eq!(find(store, tenant, &[]).await?, all);
     ensure_eq!(find(store, tenant, &[Filter::new()]).await?, all);
-    ensure_eq!(find(store, tenant, &[Filter::new(), Filter::new().eq("schema", s("a"))]).await?, all);
+    ensure_eq!(
+        find(
+            store,
+            tenant,
+            &[Filter::new(), Filter::new().eq("schema", s("a"))]
+        )
+        .await?,
+        all
+    );
     let a = Filter::new().eq("schema", s("a"));
     let pub_true = Filter::new().eq("published", b(true));
     let size2 = Filter::new().eq("dataSize", n(2.0));
-    ensure_eq!(find(store, tenant, &[a.clone(), size2.clone()]).await?, cids(&["f1", "f2"]));
-    ensure_eq!(find(store, tenant, &[a.clone(), pub_true.clone()]).await?, cids(&["f1", "f3"]));
-    ensure_eq!(find(store, tenant, &[a.clone(), a.clone()]).await?, cids(&["f1"]));
-    ensure_eq!(find(store, tenant, &[Filter::new().eq("schema", s("nope")), size2]).await?, cids(&["f2"]));
-    let and = Filter::new().eq("published", b(true)).with("dataSize", range(Some(n(1.0)), None, None, None));
-    ensure_eq!(find(store, tenant, &[and, Filter::new().eq("tag.v", n(0.0))]).await?, cids(&["f3", "f6"]));
+    ensure_eq!(
+        find(store, tenant, &[a.clone(), size2.clone()]).await?,
+        cids(&["f1", "f2"])
+    );
+    ensure_eq!(
+        find(store, tenant, &[a.clone(), pub_true.clone()]).await?,
+        cids(&["f1", "f3"])
+    );
+    ensure_eq!(
+        find(store, tenant, &[a.clone(), a.clone()]).await?,
+        cids(&["f1"])
+    );
+    ensure_eq!(
+        find(
+            store,
+            tenant,
+            &[Filter::new().eq("schema", s("nope")), size2]
+        )
+        .await?,
+        cids(&["f2"])
+    );
+    let and = Filter::new()
+        .eq("published", b(true))
+        .with("dataSize", range(Some(n(1.0)), None, None, None));
+    ensure_eq!(
+        find(store, tenant, &[and, Filter::new().eq("tag.v", n(0.0))]).await?,
+        cids(&["f3", "f6"])
+    );
     Ok(())
 }
 
 /// The sort corpus: 12 messages with ties on every sort property.
-async fn sort_corpus<S: Store + ?Sized>(store: &S, tenant: &str) -> Result<Vec<NewMessage>, Failure> {
+async fn sort_corpus<S: Store + ?Sized>(
+    store: &S,
+    tenant: &str,
+) -> Result<Vec<NewMessage>, Failure> {
     let mut messages = Vec::new();
     for i in 0..12u32 {
         // CIDs deliberately not in insertion order.
@@ -752,13 +1247,21 @@ async fn sort_corpus<S: Store + ?Sized>(store: &S, tenant: &str) -> Result<Vec<N
 fn expected_order(messages: &[NewMessage], sort: &Sort) -> Vec<String> {
     let mut rows: Vec<(IndexValue, String)> = messages
         .iter()
-        .filter_map(|m| m.indexes.get(&sort.property).map(|v| (v.clone(), m.message_cid.clone())))
+        .filter_map(|m| {
+            m.indexes
+                .get(&sort.property)
+                .map(|v| (v.clone(), m.message_cid.clone()))
+        })
         .collect();
     rows.sort_by(|a, b| {
         let ord = crate::compare_values(&a.0, &b.0)
             .unwrap_or(std::cmp::Ordering::Equal)
             .then_with(|| a.1.as_bytes().cmp(b.1.as_bytes()));
-        if sort.direction == Direction::Descending { ord.reverse() } else { ord }
+        if sort.direction == Direction::Descending {
+            ord.reverse()
+        } else {
+            ord
+        }
     });
     rows.into_iter().map(|(_, cid)| cid).collect()
 }
@@ -768,17 +1271,33 @@ fn expected_order(messages: &[NewMessage], sort: &Sort) -> Vec<String> {
 pub async fn sorting<S: Store + ?Sized>(store: &S) -> CheckResult {
     let tenant = "did:example:sort";
     let messages = sort_corpus(store, tenant).await?;
-    for property in ["messageTimestamp", "dateCreated", "dataSize", "published", "datePublished"] {
+    for property in [
+        "messageTimestamp",
+        "dateCreated",
+        "dataSize",
+        "published",
+        "datePublished",
+    ] {
         for sort in [asc(property), desc(property)] {
             let expected = expected_order(&messages, &sort);
-            ensure_eq!(find_sorted(store, tenant, &[], &sort).await?, expected, "for {sort:?}");
+            ensure_eq!(
+                find_sorted(store, tenant, &[], &sort).await?,
+                expected,
+                "for {sort:?}"
+            );
         }
     }
     let f = [Filter::new().eq("published", b(true))];
     let sort = desc("dataSize");
-    let expected: Vec<NewMessage> =
-        messages.iter().filter(|m| m.indexes.get("published") == Some(&b(true))).cloned().collect();
-    ensure_eq!(find_sorted(store, tenant, &f, &sort).await?, expected_order(&expected, &sort));
+    let expected: Vec<NewMessage> = messages
+        .iter()
+        .filter(|m| m.indexes.get("published") == Some(&b(true)))
+        .cloned()
+        .collect();
+    ensure_eq!(
+        find_sorted(store, tenant, &f, &sort).await?,
+        expected_order(&expected, &sort)
+    );
     Ok(())
 }
 
@@ -796,17 +1315,50 @@ pub async fn pagination<S: Store + ?Sized>(store: &S) -> CheckResult {
                 let mut pages = 0;
                 loop {
                     pages += 1;
-                    ensure!(pages <= 20, "pagination does not end for {sort:?} limit {limit}");
-                    let page = store.query(tenant, &[], &sort, &Pagination { limit: Some(limit), cursor }).await?;
+                    ensure!(
+                        pages <= 20,
+                        "pagination does not end for {sort:?} limit {limit}"
+                    );
+                    let page = store
+                        .query(
+                            tenant,
+                            &[],
+                            &sort,
+                            &Pagination {
+                                limit: Some(limit),
+                                cursor,
+                            },
+                        )
+                        .await?;
                     ensure!(page.messages.len() <= limit, "page larger than the limit");
-                    let ids: Vec<String> = page.messages.iter().map(|m| m.message_cid.clone()).collect();
+                    let ids: Vec<String> = page
+                        .messages
+                        .iter()
+                        .map(|m| m.message_cid.clone())
+                        .collect();
                     walked.extend(ids.iter().cloned());
                     match page.cursor {
                         Some(c) => {
-                            ensure_eq!(ids.len(), limit, "a short page has a cursor ({sort:?}, limit {limit})");
-                            ensure_eq!(Some(&c.message_cid), ids.last(), "the cursor is not the last item");
-                            let last = page.messages.last().and_then(|m| m.indexes.get(property)).cloned();
-                            ensure_eq!(Some(&c.value), last.as_ref(), "the cursor value is not the sort value");
+                            ensure_eq!(
+                                ids.len(),
+                                limit,
+                                "a short page has a cursor ({sort:?}, limit {limit})"
+                            );
+                            ensure_eq!(
+                                Some(&c.message_cid),
+                                ids.last(),
+                                "the cursor is not the last item"
+                            );
+                            let last = page
+                                .messages
+                                .last()
+                                .and_then(|m| m.indexes.get(property))
+                                .cloned();
+                            ensure_eq!(
+                                Some(&c.value),
+                                last.as_ref(),
+                                "the cursor value is not the sort value"
+                            );
                             cursor = Some(c);
                         }
                         None => break,
@@ -815,8 +1367,13 @@ pub async fn pagination<S: Store + ?Sized>(store: &S) -> CheckResult {
                 ensure_eq!(walked, expected, "for {sort:?} limit {limit}");
             }
             // No limit: everything, no cursor.
-            let all = store.query(tenant, &[], &sort, &Pagination::default()).await?;
-            ensure!(all.cursor.is_none(), "a query without limit returned a cursor");
+            let all = store
+                .query(tenant, &[], &sort, &Pagination::default())
+                .await?;
+            ensure!(
+                all.cursor.is_none(),
+                "a query without limit returned a cursor"
+            );
             ensure_eq!(all.messages.len(), expected.len());
         }
     }
@@ -824,19 +1381,64 @@ pub async fn pagination<S: Store + ?Sized>(store: &S) -> CheckResult {
     // A cursor keeps working after its message is deleted: it is a position, not a reference.
     let sort = asc("messageTimestamp");
     let expected = expected_order(&messages, &sort);
-    let first = store.query(tenant, &[], &sort, &Pagination { limit: Some(4), cursor: None }).await?;
-    let cursor = first.cursor.ok_or_else(|| Failure("expected a cursor".into()))?;
+    let first = store
+        .query(
+            tenant,
+            &[],
+            &sort,
+            &Pagination {
+                limit: Some(4),
+                cursor: None,
+            },
+        )
+        .await?;
+    let cursor = first
+        .cursor
+        .ok_or_else(|| Failure("expected a cursor".into()))?;
     delete(store, tenant, &[cursor.message_cid.as_str()]).await?;
-    let rest = store.query(tenant, &[], &sort, &Pagination { limit: None, cursor: Some(cursor) }).await?;
+    let rest = store
+        .query(
+            tenant,
+            &[],
+            &sort,
+            &Pagination {
+                limit: None,
+                cursor: Some(cursor),
+            },
+        )
+        .await?;
     let rest: Vec<String> = rest.messages.into_iter().map(|m| m.message_cid).collect();
     ensure_eq!(rest, expected[4..].to_vec());
 
     // A cursor value of another kind than the property is before/after nothing.
-    let odd = Cursor { message_cid: String::new(), value: n(0.0) };
-    let page = store.query(tenant, &[], &sort, &Pagination { limit: Some(3), cursor: Some(odd) }).await?;
+    let odd = Cursor {
+        message_cid: String::new(),
+        value: n(0.0),
+    };
+    let page = store
+        .query(
+            tenant,
+            &[],
+            &sort,
+            &Pagination {
+                limit: Some(3),
+                cursor: Some(odd),
+            },
+        )
+        .await?;
     ensure_eq!(page, crate::QueryResult::default());
     // Limit 0: nothing, and no cursor (there is no last item to point at).
-    let page = store.query(tenant, &[], &sort, &Pagination { limit: Some(0), cursor: None }).await?;
+    let page = store
+        .query(
+            tenant,
+            &[],
+            &sort,
+            &Pagination {
+                limit: Some(0),
+                cursor: None,
+            },
+        )
+        .await?;
     ensure_eq!(page, crate::QueryResult::default());
     Ok(())
 }
@@ -855,25 +1457,49 @@ pub async fn sort_property_and_query_errors<S: Store + ?Sized>(store: &S) -> Che
         ],
     )
     .await?;
-    ensure_eq!(find_sorted(store, tenant, &[], &asc("datePublished")).await?, cids(&["e3", "e1"]));
+    ensure_eq!(
+        find_sorted(store, tenant, &[], &asc("datePublished")).await?,
+        cids(&["e3", "e1"])
+    );
     let x = [Filter::new().eq("tag.x", s("1"))];
-    ensure_eq!(find_sorted(store, tenant, &x, &desc("datePublished")).await?, cids(&["e1"]));
-    ensure_eq!(find_sorted(store, tenant, &x, &asc("schema")).await?, Vec::<String>::new());
+    ensure_eq!(
+        find_sorted(store, tenant, &x, &desc("datePublished")).await?,
+        cids(&["e1"])
+    );
+    ensure_eq!(
+        find_sorted(store, tenant, &x, &asc("schema")).await?,
+        Vec::<String>::new()
+    );
     let page = Pagination::default();
     for property in ["tag.x", "bogus", ""] {
         match store.query(tenant, &[], &asc(property), &page).await {
             Err(StoreError::InvalidQuery(_)) => {}
-            other => return Err(Failure(format!("sort by {property:?}: expected InvalidQuery, got {other:?}"))),
+            other => {
+                return Err(Failure(format!(
+                    "sort by {property:?}: expected InvalidQuery, got {other:?}"
+                )));
+            }
         }
     }
     let bogus = [Filter::new(), Filter::new().eq("bogus", s("1"))];
-    match store.query(tenant, &bogus, &asc("datePublished"), &page).await {
+    match store
+        .query(tenant, &bogus, &asc("datePublished"), &page)
+        .await
+    {
         Err(StoreError::UnsupportedIndex(key)) if key == "bogus" => {}
-        other => return Err(Failure(format!("filter on bogus: expected UnsupportedIndex, got {other:?}"))),
+        other => {
+            return Err(Failure(format!(
+                "filter on bogus: expected UnsupportedIndex, got {other:?}"
+            )));
+        }
     }
     match store.events_query(tenant, &bogus, None, None).await {
         Err(StoreError::UnsupportedIndex(key)) if key == "bogus" => {}
-        other => return Err(Failure(format!("event filter on bogus: expected UnsupportedIndex, got {other:?}"))),
+        other => {
+            return Err(Failure(format!(
+                "event filter on bogus: expected UnsupportedIndex, got {other:?}"
+            )));
+        }
     }
     Ok(())
 }
@@ -887,47 +1513,133 @@ pub async fn events<S: Store + ?Sized>(store: &S) -> CheckResult {
     let tenant = "did:example:events";
     let other = "did:example:events-other";
     ensure_eq!(store.events_query(tenant, &[], None, None).await?, vec![]);
-    let m = |cid: &str, kind: &str| message(cid, vec![("interface", s(kind)), ("messageTimestamp", s("t"))]);
-    put_all(store, tenant, vec![m("ev-1", "Records"), m("ev-2", "Protocols")]).await?;
+    let m = |cid: &str, kind: &str| {
+        message(
+            cid,
+            vec![("interface", s(kind)), ("messageTimestamp", s("t"))],
+        )
+    };
+    put_all(
+        store,
+        tenant,
+        vec![m("ev-1", "Records"), m("ev-2", "Protocols")],
+    )
+    .await?;
     put_all(store, other, vec![m("ev-x", "Records")]).await?;
     put_all(store, tenant, vec![m("ev-3", "Records")]).await?;
     // Stored first, appended later (in its own commit).
-    store.commit(tenant, Commit { put: vec![m("ev-4", "Records")], ..Commit::default() }).await?;
-    store.commit(tenant, Commit { append_events: vec!["ev-4".into()], ..Commit::default() }).await?;
+    store
+        .commit(
+            tenant,
+            Commit {
+                put: vec![m("ev-4", "Records")],
+                ..Commit::default()
+            },
+        )
+        .await?;
+    store
+        .commit(
+            tenant,
+            Commit {
+                append_events: vec!["ev-4".into()],
+                ..Commit::default()
+            },
+        )
+        .await?;
 
     let all = store.events_query(tenant, &[], None, None).await?;
     let order: Vec<&str> = all.iter().map(|e| e.message_cid.as_str()).collect();
     ensure_eq!(order, vec!["ev-1", "ev-2", "ev-3", "ev-4"]);
-    ensure!(all.windows(2).all(|w| w[0].watermark < w[1].watermark), "watermarks do not grow: {all:?}");
+    ensure!(
+        all.windows(2).all(|w| w[0].watermark < w[1].watermark),
+        "watermarks do not grow: {all:?}"
+    );
 
     let wm = |i: usize| all.get(i).map(|e| e.watermark).unwrap_or(0);
-    ensure_eq!(store.events_query(tenant, &[], Some(wm(1)), None).await?, all[2..].to_vec());
-    ensure_eq!(store.events_query(tenant, &[], Some(wm(3)), None).await?, vec![]);
+    ensure_eq!(
+        store.events_query(tenant, &[], Some(wm(1)), None).await?,
+        all[2..].to_vec()
+    );
+    ensure_eq!(
+        store.events_query(tenant, &[], Some(wm(3)), None).await?,
+        vec![]
+    );
     ensure_eq!(store.events_query(tenant, &[], Some(0), None).await?, all);
-    ensure_eq!(store.events_query(tenant, &[], None, Some(2)).await?, all[..2].to_vec());
-    ensure_eq!(store.events_query(tenant, &[], Some(wm(0)), Some(2)).await?, all[1..3].to_vec());
-    ensure_eq!(store.events_query(tenant, &[], None, Some(0)).await?, vec![]);
-    ensure_eq!(store.events_query(tenant, &[], Some(u64::MAX), None).await?, vec![]);
+    ensure_eq!(
+        store.events_query(tenant, &[], None, Some(2)).await?,
+        all[..2].to_vec()
+    );
+    ensure_eq!(
+        store
+            .events_query(tenant, &[], Some(wm(0)), Some(2))
+            .await?,
+        all[1..3].to_vec()
+    );
+    ensure_eq!(
+        store.events_query(tenant, &[], None, Some(0)).await?,
+        vec![]
+    );
+    ensure_eq!(
+        store
+            .events_query(tenant, &[], Some(u64::MAX), None)
+            .await?,
+        vec![]
+    );
 
     let records = [Filter::new().eq("interface", s("Records"))];
-    let expected: Vec<_> = all.iter().filter(|e| e.message_cid != "ev-2").cloned().collect();
-    ensure_eq!(store.events_query(tenant, &records, None, None).await?, expected);
-    ensure_eq!(store.events_query(tenant, &records, Some(wm(0)), Some(1)).await?, expected[1..2].to_vec());
-    let either = [Filter::new().eq("interface", s("Protocols")), Filter::new().eq("interface", s("Nope"))];
-    ensure_eq!(store.events_query(tenant, &either, None, None).await?, all[1..2].to_vec());
+    let expected: Vec<_> = all
+        .iter()
+        .filter(|e| e.message_cid != "ev-2")
+        .cloned()
+        .collect();
+    ensure_eq!(
+        store.events_query(tenant, &records, None, None).await?,
+        expected
+    );
+    ensure_eq!(
+        store
+            .events_query(tenant, &records, Some(wm(0)), Some(1))
+            .await?,
+        expected[1..2].to_vec()
+    );
+    let either = [
+        Filter::new().eq("interface", s("Protocols")),
+        Filter::new().eq("interface", s("Nope")),
+    ];
+    ensure_eq!(
+        store.events_query(tenant, &either, None, None).await?,
+        all[1..2].to_vec()
+    );
 
     delete(store, tenant, &["ev-3"]).await?;
     let after_delete = store.events_query(tenant, &[], None, None).await?;
-    let expected: Vec<_> = all.iter().filter(|e| e.message_cid != "ev-3").cloned().collect();
-    ensure_eq!(after_delete, expected, "a deleted message's event must go, the others keep their watermarks");
+    let expected: Vec<_> = all
+        .iter()
+        .filter(|e| e.message_cid != "ev-3")
+        .cloned()
+        .collect();
+    ensure_eq!(
+        after_delete,
+        expected,
+        "a deleted message's event must go, the others keep their watermarks"
+    );
 
     // New appends continue above every earlier watermark, in this and other tenants.
     put_all(store, tenant, vec![m("ev-5", "Records")]).await?;
     let latest = store.events_query(tenant, &[], Some(wm(3)), None).await?;
     ensure_eq!(latest.len(), 1);
-    ensure!(latest.first().is_some_and(|e| e.watermark > wm(3)), "watermark went backwards");
+    ensure!(
+        latest.first().is_some_and(|e| e.watermark > wm(3)),
+        "watermark went backwards"
+    );
     let other_events = store.events_query(other, &[], None, None).await?;
-    ensure_eq!(other_events.iter().map(|e| e.message_cid.as_str()).collect::<Vec<_>>(), vec!["ev-x"]);
+    ensure_eq!(
+        other_events
+            .iter()
+            .map(|e| e.message_cid.as_str())
+            .collect::<Vec<_>>(),
+        vec!["ev-x"]
+    );
     Ok(())
 }
 
@@ -939,24 +1651,45 @@ pub async fn events<S: Store + ?Sized>(store: &S) -> CheckResult {
 /// dropped writer stores nothing.
 pub async fn data<S: Store + ?Sized>(store: &S) -> CheckResult {
     let tenant = "did:example:data";
-    let sizes = [0usize, 1, 1000, 29_999, 30_000, 30_001, 65_536, 3 * 1024 * 1024 + 17];
+    let sizes = [
+        0usize,
+        1,
+        1000,
+        29_999,
+        30_000,
+        30_001,
+        65_536,
+        3 * 1024 * 1024 + 17,
+    ];
     for (i, size) in sizes.into_iter().enumerate() {
         let bytes = pattern(size, i as u64);
         let key = data_key(&format!("rec-{i}"), &format!("cid-{size}"));
         // Odd chunk sizes: the store must not depend on chunk boundaries.
         write_data(store, tenant, &key, &bytes, 100_003).await?;
-        let blob = store.data_get(tenant, &key).await?.ok_or_else(|| Failure(format!("size {size}: not found")))?;
+        let blob = store
+            .data_get(tenant, &key)
+            .await?
+            .ok_or_else(|| Failure(format!("size {size}: not found")))?;
         ensure_eq!(blob.size, size as u64);
         let read = read_all(blob).await?;
         ensure!(read == bytes, "size {size}: content differs");
 
         // The same key again (same content by construction): still there, unchanged.
         write_data(store, tenant, &key, &bytes, 7_919.max(size / 3)).await?;
-        let blob = store.data_get(tenant, &key).await?.ok_or_else(|| Failure(format!("size {size}: lost on rewrite")))?;
-        ensure!(read_all(blob).await? == bytes, "size {size}: content differs after rewrite");
+        let blob = store
+            .data_get(tenant, &key)
+            .await?
+            .ok_or_else(|| Failure(format!("size {size}: lost on rewrite")))?;
+        ensure!(
+            read_all(blob).await? == bytes,
+            "size {size}: content differs after rewrite"
+        );
 
         store.data_delete(tenant, &key).await?;
-        ensure!(store.data_get(tenant, &key).await?.is_none(), "size {size}: still there after delete");
+        ensure!(
+            store.data_get(tenant, &key).await?.is_none(),
+            "size {size}: still there after delete"
+        );
         store.data_delete(tenant, &key).await?;
     }
 
@@ -964,13 +1697,21 @@ pub async fn data<S: Store + ?Sized>(store: &S) -> CheckResult {
     let a = data_key("rec-same", "cid-a");
     let b_key = data_key("rec-same", "cid-b");
     write_data(store, tenant, &a, b"aaa", 2).await?;
-    ensure!(store.data_get(tenant, &b_key).await?.is_none(), "keys differing in the CID collide");
+    ensure!(
+        store.data_get(tenant, &b_key).await?.is_none(),
+        "keys differing in the CID collide"
+    );
 
     // Removal as part of a commit, together with the message.
     let big = pattern(200_000, 99);
     let c = data_key("rec-commit", "cid-c");
     write_data(store, tenant, &c, &big, 65_536).await?;
-    put_all(store, tenant, vec![message("bafy-d-1", vec![("recordId", s("rec-commit"))])]).await?;
+    put_all(
+        store,
+        tenant,
+        vec![message("bafy-d-1", vec![("recordId", s("rec-commit"))])],
+    )
+    .await?;
     store
         .commit(
             tenant,
@@ -981,8 +1722,14 @@ pub async fn data<S: Store + ?Sized>(store: &S) -> CheckResult {
             },
         )
         .await?;
-    ensure!(store.data_get(tenant, &c).await?.is_none(), "data deleted in a commit is still there");
-    ensure!(store.data_get(tenant, &a).await?.is_none(), "small data deleted in a commit is still there");
+    ensure!(
+        store.data_get(tenant, &c).await?.is_none(),
+        "data deleted in a commit is still there"
+    );
+    ensure!(
+        store.data_get(tenant, &a).await?.is_none(),
+        "small data deleted in a commit is still there"
+    );
 
     // Dropped writers, small and large, leave nothing (the key was never given).
     for size in [10usize, 1_000_000] {
@@ -1004,8 +1751,19 @@ pub async fn tasks<S: Store + ?Sized>(store: &S) -> CheckResult {
     let a = store.task_register(t1, b"task a".to_vec(), 100).await?;
     let b_task = store.task_register(t2, b"task b".to_vec(), 50).await?;
     let c = store.task_register(t1, b"task c".to_vec(), 300).await?;
-    ensure_eq!((a.tenant.as_str(), a.task.as_slice(), a.timeout_ms, a.retry_count), (t1, &b"task a"[..], 100, 0));
-    ensure!(a.id != b_task.id && a.id != c.id && b_task.id != c.id, "task ids repeat");
+    ensure_eq!(
+        (
+            a.tenant.as_str(),
+            a.task.as_slice(),
+            a.timeout_ms,
+            a.retry_count
+        ),
+        (t1, &b"task a"[..], 100, 0)
+    );
+    ensure!(
+        a.id != b_task.id && a.id != c.id && b_task.id != c.id,
+        "task ids repeat"
+    );
 
     // Nothing is due before its timeout; the comparison is strict.
     ensure_eq!(store.task_grab(50, 1_000, 10).await?, vec![]);
@@ -1015,26 +1773,51 @@ pub async fn tasks<S: Store + ?Sized>(store: &S) -> CheckResult {
     store.task_extend(t1, "999999999", 500).await?;
     let grabbed = store.task_grab(301, 1_000, 10).await?;
     let ids: Vec<&str> = grabbed.iter().map(|t| t.id.as_str()).collect();
-    ensure_eq!(ids, vec![b_task.id.as_str(), c.id.as_str()], "grab order is by timeout; the extended task waits");
+    ensure_eq!(
+        ids,
+        vec![b_task.id.as_str(), c.id.as_str()],
+        "grab order is by timeout; the extended task waits"
+    );
     for t in &grabbed {
         ensure_eq!((t.timeout_ms, t.retry_count), (1_000, 1));
     }
-    ensure_eq!(grabbed.first().map(|t| (t.tenant.as_str(), t.task.as_slice())), Some((t2, &b"task b"[..])));
+    ensure_eq!(
+        grabbed
+            .first()
+            .map(|t| (t.tenant.as_str(), t.task.as_slice())),
+        Some((t2, &b"task b"[..]))
+    );
 
     // Grabbed tasks are not grabbed again before their new timeout; count limits a grab.
     let grabbed = store.task_grab(600, 2_000, 10).await?;
-    ensure_eq!(grabbed.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), vec![a.id.as_str()]);
+    ensure_eq!(
+        grabbed.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        vec![a.id.as_str()]
+    );
     let grabbed = store.task_grab(5_000, 6_000, 2).await?;
     ensure_eq!(grabbed.len(), 2);
-    ensure_eq!(grabbed.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), vec![b_task.id.as_str(), c.id.as_str()]);
-    ensure_eq!(grabbed.iter().map(|t| t.retry_count).collect::<Vec<_>>(), vec![2, 2]);
+    ensure_eq!(
+        grabbed.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        vec![b_task.id.as_str(), c.id.as_str()]
+    );
+    ensure_eq!(
+        grabbed.iter().map(|t| t.retry_count).collect::<Vec<_>>(),
+        vec![2, 2]
+    );
 
     store.task_delete(t1, &c.id).await?;
     store.task_delete(t1, "no-such-task").await?;
     let grabbed = store.task_grab(10_000, 11_000, 10).await?;
     let ids: Vec<&str> = grabbed.iter().map(|t| t.id.as_str()).collect();
-    ensure_eq!(ids, vec![a.id.as_str(), b_task.id.as_str()], "a deleted task was grabbed");
-    let retries: BTreeMap<&str, u32> = grabbed.iter().map(|t| (t.id.as_str(), t.retry_count)).collect();
+    ensure_eq!(
+        ids,
+        vec![a.id.as_str(), b_task.id.as_str()],
+        "a deleted task was grabbed"
+    );
+    let retries: BTreeMap<&str, u32> = grabbed
+        .iter()
+        .map(|t| (t.id.as_str(), t.retry_count))
+        .collect();
     ensure_eq!(retries.get(a.id.as_str()), Some(&2));
     ensure_eq!(retries.get(b_task.id.as_str()), Some(&3));
 

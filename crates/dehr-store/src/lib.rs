@@ -110,7 +110,9 @@ pub fn validate_indexes(indexes: &Indexes) -> Result<(), StoreError> {
         match IndexKey::parse(key)? {
             IndexKey::Column(_, kind) => {
                 if value.kind() != Some(kind) {
-                    return Err(StoreError::InvalidIndexValue(format!("`{key}` must hold a {kind:?} value, not {value:?}")));
+                    return Err(StoreError::InvalidIndexValue(format!(
+                        "`{key}` must hold a {kind:?} value, not {value:?}"
+                    )));
                 }
             }
             IndexKey::Tag(_) => {
@@ -119,13 +121,17 @@ pub fn validate_indexes(indexes: &Indexes) -> Result<(), StoreError> {
                     scalar => std::slice::from_ref(scalar),
                 };
                 if let Some(bad) = scalars.iter().find(|v| v.kind().is_none()) {
-                    return Err(StoreError::InvalidIndexValue(format!("tag `{key}` holds a nested list {bad:?}")));
+                    return Err(StoreError::InvalidIndexValue(format!(
+                        "tag `{key}` holds a nested list {bad:?}"
+                    )));
                 }
             }
         }
         let has_nan = match value {
             IndexValue::Num(n) => n.is_nan(),
-            IndexValue::List(items) => items.iter().any(|v| matches!(v, IndexValue::Num(n) if n.is_nan())),
+            IndexValue::List(items) => items
+                .iter()
+                .any(|v| matches!(v, IndexValue::Num(n) if n.is_nan())),
             _ => false,
         };
         if has_nan {
@@ -147,7 +153,10 @@ pub fn validate_query(filters: &[Filter], sort: Option<&Sort>) -> Result<(), Sto
     if let Some(sort) = sort
         && column_kind(&sort.property).is_none()
     {
-        return Err(StoreError::InvalidQuery(format!("cannot sort by `{}`: not an index column", sort.property)));
+        return Err(StoreError::InvalidQuery(format!(
+            "cannot sort by `{}`: not an index column",
+            sort.property
+        )));
     }
     Ok(())
 }
@@ -260,11 +269,17 @@ pub struct Sort {
 
 impl Sort {
     pub fn ascending(property: impl Into<String>) -> Self {
-        Sort { property: property.into(), direction: Direction::Ascending }
+        Sort {
+            property: property.into(),
+            direction: Direction::Ascending,
+        }
     }
 
     pub fn descending(property: impl Into<String>) -> Self {
-        Sort { property: property.into(), direction: Direction::Descending }
+        Sort {
+            property: property.into(),
+            direction: Direction::Descending,
+        }
     }
 }
 
@@ -368,7 +383,9 @@ pub struct DataBlob {
 
 impl std::fmt::Debug for DataBlob {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DataBlob").field("size", &self.size).finish_non_exhaustive()
+        f.debug_struct("DataBlob")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
     }
 }
 
@@ -408,7 +425,11 @@ pub trait Store: Send + Sync {
     /// Applies a [`Commit`] atomically and durably.
     async fn commit(&self, tenant: &str, commit: Commit) -> Result<(), StoreError>;
 
-    async fn get(&self, tenant: &str, message_cid: &str) -> Result<Option<StoredMessage>, StoreError>;
+    async fn get(
+        &self,
+        tenant: &str,
+        message_cid: &str,
+    ) -> Result<Option<StoredMessage>, StoreError>;
 
     /// Messages matching any of `filters` (OR of ANDs), sorted and paginated. An empty `filters`
     /// list matches every message of the tenant.
@@ -440,7 +461,12 @@ pub trait Store: Send + Sync {
 
     /// Registers a task that is grabbable once `timeout_ms` (unix ms) has passed, so a crashed
     /// worker's task is picked up again.
-    async fn task_register(&self, tenant: &str, task: Vec<u8>, timeout_ms: i64) -> Result<ResumableTask, StoreError>;
+    async fn task_register(
+        &self,
+        tenant: &str,
+        task: Vec<u8>,
+        timeout_ms: i64,
+    ) -> Result<ResumableTask, StoreError>;
 
     /// Moves a task's timeout, to keep it while working on it. An unknown id is not an error.
     async fn task_extend(&self, tenant: &str, id: &str, timeout_ms: i64) -> Result<(), StoreError>;
@@ -451,7 +477,12 @@ pub trait Store: Send + Sync {
     /// The one call that spans tenants: at start-up, takes up to `count` tasks whose timeout is
     /// before `now_ms` (strictly; earliest timeout first, then oldest registration), sets their
     /// timeout to `new_timeout_ms` and increments their retry count. Returns them as updated.
-    async fn task_grab(&self, now_ms: i64, new_timeout_ms: i64, count: usize) -> Result<Vec<ResumableTask>, StoreError>;
+    async fn task_grab(
+        &self,
+        now_ms: i64,
+        new_timeout_ms: i64,
+        count: usize,
+    ) -> Result<Vec<ResumableTask>, StoreError>;
 }
 
 /// Opens the default store for a node's data directory: a [`sqlite::SqliteStore`] with default
@@ -464,11 +495,16 @@ pub fn open(dir: &Path) -> Result<Arc<dyn Store>, StoreError> {
 /// Whether a message with `indexes` matches `filter`, with the same semantics as
 /// [`Store::query`]. Used for event subscriptions, which match messages in memory.
 pub fn filter_matches(filter: &Filter, indexes: &Indexes) -> bool {
-    filter.0.iter().all(|(key, condition)| match indexes.get(key) {
-        None => false,
-        Some(IndexValue::List(items)) => items.iter().any(|item| condition_matches(condition, item)),
-        Some(value) => condition_matches(condition, value),
-    })
+    filter
+        .0
+        .iter()
+        .all(|(key, condition)| match indexes.get(key) {
+            None => false,
+            Some(IndexValue::List(items)) => {
+                items.iter().any(|item| condition_matches(condition, item))
+            }
+            Some(value) => condition_matches(condition, value),
+        })
 }
 
 /// Compares two index values of the same kind; values of different kinds never compare.
@@ -485,8 +521,12 @@ fn condition_matches(condition: &Condition, value: &IndexValue) -> bool {
     use std::cmp::Ordering::{Equal, Greater, Less};
     match condition {
         Condition::Equal(expected) => compare_values(value, expected) == Some(Equal),
-        Condition::OneOf(options) => options.iter().any(|o| compare_values(value, o) == Some(Equal)),
-        Condition::Prefix(prefix) => matches!(value, IndexValue::Str(s) if s.starts_with(prefix.as_str())),
+        Condition::OneOf(options) => options
+            .iter()
+            .any(|o| compare_values(value, o) == Some(Equal)),
+        Condition::Prefix(prefix) => {
+            matches!(value, IndexValue::Str(s) if s.starts_with(prefix.as_str()))
+        }
         Condition::Range(range) => {
             let check = |bound: &Option<IndexValue>, allowed: &[std::cmp::Ordering]| match bound {
                 None => true,

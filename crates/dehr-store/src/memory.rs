@@ -17,9 +17,9 @@ use bytes::Bytes;
 use futures_util::stream;
 
 use crate::{
-    Commit, Cursor, DataBlob, DataKey, DataWriter, Direction, Event, Filter, IndexValue, Pagination, QueryResult,
-    ResumableTask, Sort, Store, StoreError, StoredMessage, compare_values, filter_matches, validate_indexes,
-    validate_query,
+    Commit, Cursor, DataBlob, DataKey, DataWriter, Direction, Event, Filter, IndexValue,
+    Pagination, QueryResult, ResumableTask, Sort, Store, StoreError, StoredMessage, compare_values,
+    filter_matches, validate_indexes, validate_query,
 };
 
 /// Size of the chunks `data_get` streams, so that consumers see the same chunking behaviour as
@@ -67,7 +67,9 @@ impl MemoryStore {
 
 fn lock(inner: &Mutex<Inner>) -> Result<MutexGuard<'_, Inner>, StoreError> {
     // A poisoned lock means a panic happened mid-update; the state may be half-applied.
-    inner.lock().map_err(|_| StoreError::Corrupt("memory store lock poisoned".into()))
+    inner
+        .lock()
+        .map_err(|_| StoreError::Corrupt("memory store lock poisoned".into()))
 }
 
 /// Sorts `(value, cid, item)` triples, skips up to the cursor and cuts one page, with the
@@ -79,7 +81,9 @@ pub(crate) fn paginate<T>(
 ) -> (Vec<(IndexValue, String, T)>, Option<Cursor>) {
     use std::cmp::Ordering;
     rows.sort_by(|a, b| {
-        let ord = compare_values(&a.0, &b.0).unwrap_or(Ordering::Equal).then_with(|| a.1.as_bytes().cmp(b.1.as_bytes()));
+        let ord = compare_values(&a.0, &b.0)
+            .unwrap_or(Ordering::Equal)
+            .then_with(|| a.1.as_bytes().cmp(b.1.as_bytes()));
         match direction {
             Direction::Ascending => ord,
             Direction::Descending => ord.reverse(),
@@ -104,7 +108,10 @@ pub(crate) fn paginate<T>(
         && rows.len() > limit
     {
         rows.truncate(limit);
-        cursor = rows.last().map(|(value, cid, _)| Cursor { message_cid: cid.clone(), value: value.clone() });
+        cursor = rows.last().map(|(value, cid, _)| Cursor {
+            message_cid: cid.clone(),
+            value: value.clone(),
+        });
     }
     (rows, cursor)
 }
@@ -126,13 +133,21 @@ impl Store for MemoryStore {
         let put: HashSet<&str> = commit.put.iter().map(|m| m.message_cid.as_str()).collect();
         let existing = inner.tenants.get(tenant);
         for cid in &commit.append_events {
-            let stored = put.contains(cid.as_str()) || existing.is_some_and(|t| t.messages.contains_key(cid));
+            let stored = put.contains(cid.as_str())
+                || existing.is_some_and(|t| t.messages.contains_key(cid));
             if !stored || deleted.contains(cid.as_str()) {
-                return Err(StoreError::InvalidCommit(format!("event for message {cid}, which is not stored")));
+                return Err(StoreError::InvalidCommit(format!(
+                    "event for message {cid}, which is not stored"
+                )));
             }
         }
 
-        let Inner { tenants, last_watermark, data, .. } = &mut *inner;
+        let Inner {
+            tenants,
+            last_watermark,
+            data,
+            ..
+        } = &mut *inner;
         let state = tenants.entry(tenant.to_owned()).or_default();
         for m in commit.put {
             let stored = StoredMessage {
@@ -147,7 +162,9 @@ impl Store for MemoryStore {
             for cid in &commit.delete {
                 state.messages.remove(cid);
             }
-            state.events.retain(|_, cid| !deleted.contains(cid.as_str()));
+            state
+                .events
+                .retain(|_, cid| !deleted.contains(cid.as_str()));
         }
         for cid in commit.append_events {
             *last_watermark += 1;
@@ -159,9 +176,17 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn get(&self, tenant: &str, message_cid: &str) -> Result<Option<StoredMessage>, StoreError> {
+    async fn get(
+        &self,
+        tenant: &str,
+        message_cid: &str,
+    ) -> Result<Option<StoredMessage>, StoreError> {
         let inner = self.lock()?;
-        Ok(inner.tenants.get(tenant).and_then(|t| t.messages.get(message_cid)).cloned())
+        Ok(inner
+            .tenants
+            .get(tenant)
+            .and_then(|t| t.messages.get(message_cid))
+            .cloned())
     }
 
     async fn query(
@@ -173,28 +198,48 @@ impl Store for MemoryStore {
     ) -> Result<QueryResult, StoreError> {
         validate_query(filters, Some(sort))?;
         let inner = self.lock()?;
-        let Some(state) = inner.tenants.get(tenant) else { return Ok(QueryResult::default()) };
+        let Some(state) = inner.tenants.get(tenant) else {
+            return Ok(QueryResult::default());
+        };
         let rows: Vec<(IndexValue, String, &StoredMessage)> = state
             .messages
             .values()
             .filter(|m| matches_any(filters, m))
-            .filter_map(|m| m.indexes.get(&sort.property).map(|v| (v.clone(), m.message_cid.clone(), m)))
+            .filter_map(|m| {
+                m.indexes
+                    .get(&sort.property)
+                    .map(|v| (v.clone(), m.message_cid.clone(), m))
+            })
             .collect();
         let (page, cursor) = paginate(rows, sort.direction, pagination);
-        Ok(QueryResult { messages: page.into_iter().map(|(_, _, m)| m.clone()).collect(), cursor })
+        Ok(QueryResult {
+            messages: page.into_iter().map(|(_, _, m)| m.clone()).collect(),
+            cursor,
+        })
     }
 
     async fn data_writer(&self, tenant: &str) -> Result<Box<dyn DataWriter>, StoreError> {
-        Ok(Box::new(MemoryDataWriter { inner: Arc::clone(&self.inner), tenant: tenant.to_owned(), buffer: Vec::new() }))
+        Ok(Box::new(MemoryDataWriter {
+            inner: Arc::clone(&self.inner),
+            tenant: tenant.to_owned(),
+            buffer: Vec::new(),
+        }))
     }
 
     async fn data_get(&self, tenant: &str, key: &DataKey) -> Result<Option<DataBlob>, StoreError> {
         let inner = self.lock()?;
-        let Some(bytes) = inner.data.get(&(tenant.to_owned(), key.clone())).cloned() else { return Ok(None) };
+        let Some(bytes) = inner.data.get(&(tenant.to_owned(), key.clone())).cloned() else {
+            return Ok(None);
+        };
         let size = bytes.len() as u64;
-        let chunks: Vec<Result<Bytes, std::io::Error>> =
-            (0..bytes.len()).step_by(CHUNK).map(|start| Ok(bytes.slice(start..bytes.len().min(start + CHUNK)))).collect();
-        Ok(Some(DataBlob { size, stream: Box::pin(stream::iter(chunks)) }))
+        let chunks: Vec<Result<Bytes, std::io::Error>> = (0..bytes.len())
+            .step_by(CHUNK)
+            .map(|start| Ok(bytes.slice(start..bytes.len().min(start + CHUNK))))
+            .collect();
+        Ok(Some(DataBlob {
+            size,
+            stream: Box::pin(stream::iter(chunks)),
+        }))
     }
 
     async fn data_delete(&self, tenant: &str, key: &DataKey) -> Result<(), StoreError> {
@@ -211,29 +256,53 @@ impl Store for MemoryStore {
     ) -> Result<Vec<Event>, StoreError> {
         validate_query(filters, None)?;
         let inner = self.lock()?;
-        let Some(state) = inner.tenants.get(tenant) else { return Ok(Vec::new()) };
+        let Some(state) = inner.tenants.get(tenant) else {
+            return Ok(Vec::new());
+        };
         let start = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
         Ok(state
             .events
             .range((start, std::ops::Bound::Unbounded))
-            .filter(|(_, cid)| state.messages.get(cid.as_str()).is_some_and(|m| matches_any(filters, m)))
+            .filter(|(_, cid)| {
+                state
+                    .messages
+                    .get(cid.as_str())
+                    .is_some_and(|m| matches_any(filters, m))
+            })
             .take(limit.unwrap_or(usize::MAX))
-            .map(|(watermark, cid)| Event { watermark: *watermark, message_cid: cid.clone() })
+            .map(|(watermark, cid)| Event {
+                watermark: *watermark,
+                message_cid: cid.clone(),
+            })
             .collect())
     }
 
-    async fn task_register(&self, tenant: &str, task: Vec<u8>, timeout_ms: i64) -> Result<ResumableTask, StoreError> {
+    async fn task_register(
+        &self,
+        tenant: &str,
+        task: Vec<u8>,
+        timeout_ms: i64,
+    ) -> Result<ResumableTask, StoreError> {
         let mut inner = self.lock()?;
         inner.last_task_id += 1;
         let id = inner.last_task_id;
-        let task = ResumableTask { id: id.to_string(), tenant: tenant.to_owned(), task, timeout_ms, retry_count: 0 };
+        let task = ResumableTask {
+            id: id.to_string(),
+            tenant: tenant.to_owned(),
+            task,
+            timeout_ms,
+            retry_count: 0,
+        };
         inner.tasks.insert(id, task.clone());
         Ok(task)
     }
 
     async fn task_extend(&self, tenant: &str, id: &str, timeout_ms: i64) -> Result<(), StoreError> {
         let mut inner = self.lock()?;
-        if let Some(task) = id.parse::<u64>().ok().and_then(|id| inner.tasks.get_mut(&id))
+        if let Some(task) = id
+            .parse::<u64>()
+            .ok()
+            .and_then(|id| inner.tasks.get_mut(&id))
             && task.tenant == tenant
         {
             task.timeout_ms = timeout_ms;
@@ -251,10 +320,19 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn task_grab(&self, now_ms: i64, new_timeout_ms: i64, count: usize) -> Result<Vec<ResumableTask>, StoreError> {
+    async fn task_grab(
+        &self,
+        now_ms: i64,
+        new_timeout_ms: i64,
+        count: usize,
+    ) -> Result<Vec<ResumableTask>, StoreError> {
         let mut inner = self.lock()?;
-        let mut due: Vec<(i64, u64)> =
-            inner.tasks.iter().filter(|(_, t)| t.timeout_ms < now_ms).map(|(id, t)| (t.timeout_ms, *id)).collect();
+        let mut due: Vec<(i64, u64)> = inner
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.timeout_ms < now_ms)
+            .map(|(id, t)| (t.timeout_ms, *id))
+            .collect();
         due.sort_unstable();
         let mut grabbed = Vec::new();
         for (_, id) in due.into_iter().take(count) {
@@ -286,7 +364,10 @@ impl DataWriter for MemoryDataWriter {
     async fn finish(self: Box<Self>, key: DataKey) -> Result<(), StoreError> {
         let this = *self;
         let mut inner = lock(&this.inner)?;
-        inner.data.entry((this.tenant, key)).or_insert_with(|| Bytes::from(this.buffer));
+        inner
+            .data
+            .entry((this.tenant, key))
+            .or_insert_with(|| Bytes::from(this.buffer));
         Ok(())
     }
 }

@@ -54,8 +54,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
 use crate::{
-    Commit, Cursor, DataBlob, DataKey, DataWriter, Event, Filter, IndexValue, Pagination, QueryResult, ResumableTask,
-    Sort, Store, StoreError, StoredMessage, ValueKind, validate_indexes, validate_query,
+    Commit, Cursor, DataBlob, DataKey, DataWriter, Event, Filter, IndexValue, Pagination,
+    QueryResult, ResumableTask, Sort, Store, StoreError, StoredMessage, ValueKind,
+    validate_indexes, validate_query,
 };
 
 /// The database file name inside the store directory.
@@ -81,7 +82,8 @@ pub struct SqliteOptions {
     /// Read connections kept open. More concurrent reads open extra connections that are closed
     /// afterwards.
     pub max_readers: usize,
-    /// Page cache per connection, in KiB.
+    /// Page cache of the writer and of each reader, in KiB (the operating system caches the
+    /// file too; this saves the copies and lookups for hot pages).
     pub cache_size_kib: u32,
     /// How long a connection waits for a lock held by another process before failing.
     pub busy_timeout: Duration,
@@ -92,7 +94,7 @@ impl Default for SqliteOptions {
         SqliteOptions {
             synchronous: Synchronous::Normal,
             max_readers: 4,
-            cache_size_kib: 32 * 1024,
+            cache_size_kib: 16 * 1024,
             busy_timeout: Duration::from_secs(5),
         }
     }
@@ -116,7 +118,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("db_path", &self.shared.db_path).finish_non_exhaustive()
+        f.debug_struct("SqliteStore")
+            .field("db_path", &self.shared.db_path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -124,11 +128,13 @@ pub(crate) struct Shared {
     db_path: PathBuf,
     data_dir: PathBuf,
     options: SqliteOptions,
-    // Drop order matters: the writer finishes queued work first; its exit closes the
-    // checkpointer's wake-up channel, which ends the checkpointer.
+    // Drop order matters (fields drop in declaration order): readers first, because the last
+    // connection to close checkpoints and removes the WAL, which a read-only one cannot; then
+    // the writer, which finishes queued work and whose exit closes the checkpointer's wake-up
+    // channel; then the checkpointer, the last connection.
+    readers: Mutex<Vec<Connection>>,
     writer: writer::Writer,
     _checkpointer: checkpoint::Checkpointer,
-    readers: Mutex<Vec<Connection>>,
 }
 
 impl SqliteStore {
@@ -146,16 +152,23 @@ impl SqliteStore {
         configure(&conn, &options)?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Database(format!("could not enable WAL mode (journal_mode is {mode})")));
+            return Err(StoreError::Database(format!(
+                "could not enable WAL mode (journal_mode is {mode})"
+            )));
         }
         configure_writing(&conn, &options)?;
         schema::migrate(&mut conn)?;
-        // Statistics for the planner, cheap with the analysis limit set above.
-        conn.execute_batch("PRAGMA optimize = 0x10002")?;
         // Checkpoints run on their own connection (see the `checkpoint` module).
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
         let checkpoint_conn = Connection::open(&db_path)?;
-        configure(&checkpoint_conn, &options)?;
+        // Checkpointing copies WAL frames to the file and barely uses the page cache.
+        configure(
+            &checkpoint_conn,
+            &SqliteOptions {
+                cache_size_kib: 1024,
+                ..options.clone()
+            },
+        )?;
         configure_writing(&checkpoint_conn, &options)?;
         let (checkpointer, wake) = checkpoint::Checkpointer::start(checkpoint_conn)?;
         Ok(SqliteStore {
@@ -163,9 +176,9 @@ impl SqliteStore {
                 db_path,
                 data_dir,
                 options,
+                readers: Mutex::new(Vec::new()),
                 writer: writer::Writer::start(conn, wake)?,
                 _checkpointer: checkpointer,
-                readers: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -175,19 +188,24 @@ impl SqliteStore {
         &self.shared.db_path
     }
 
-    /// Refreshes planner statistics now (also done every few thousand commits).
-    pub async fn optimize(&self) -> Result<(), StoreError> {
-        self.shared.with_writer(|conn| Ok(conn.execute_batch("PRAGMA optimize")?)).await
-    }
-
     /// The query plan SQLite picks for a message query, one line per step (for tests and
     /// tuning: `EXPLAIN QUERY PLAN`).
-    pub fn explain_query(&self, tenant: &str, filters: &[Filter], sort: &Sort, limit: Option<usize>) -> Result<Vec<String>, StoreError> {
+    pub fn explain_query(
+        &self,
+        tenant: &str,
+        filters: &[Filter],
+        sort: &Sort,
+        limit: Option<usize>,
+    ) -> Result<Vec<String>, StoreError> {
         validate_query(filters, Some(sort))?;
-        let Some((sql, _)) = query::message_query(tenant, filters, sort, None, limit)? else { return Ok(Vec::new()) };
+        let Some((sql, _)) = query::message_query(tenant, filters, sort, None, limit)? else {
+            return Ok(Vec::new());
+        };
         self.shared.with_reader(|conn| {
             let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(sql.params.iter()), |row| row.get::<_, String>(3))?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(sql.params.iter()), |row| {
+                row.get::<_, String>(3)
+            })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }
@@ -201,7 +219,7 @@ fn configure_writing(conn: &Connection, options: &SqliteOptions) -> Result<(), S
         Synchronous::Full => "FULL",
     };
     conn.execute_batch(&format!(
-        "PRAGMA synchronous = {synchronous}; PRAGMA journal_size_limit = 67108864; PRAGMA analysis_limit = 1000;"
+        "PRAGMA synchronous = {synchronous}; PRAGMA journal_size_limit = 67108864;"
     ))?;
     Ok(())
 }
@@ -209,7 +227,10 @@ fn configure_writing(conn: &Connection, options: &SqliteOptions) -> Result<(), S
 fn configure(conn: &Connection, options: &SqliteOptions) -> Result<(), StoreError> {
     conn.busy_timeout(options.busy_timeout)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    conn.execute_batch(&format!("PRAGMA cache_size = -{}; PRAGMA temp_store = MEMORY;", options.cache_size_kib))?;
+    conn.execute_batch(&format!(
+        "PRAGMA cache_size = -{}; PRAGMA temp_store = MEMORY;",
+        options.cache_size_kib
+    ))?;
     Ok(())
 }
 
@@ -229,12 +250,17 @@ impl Shared {
     }
 
     /// Runs `f` on a pooled read-only connection.
-    pub(crate) fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    pub(crate) fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let pooled = self.readers.lock().map_err(|_| lock_poisoned())?.pop();
         let conn = match pooled {
             Some(conn) => conn,
             None => {
-                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                    | OpenFlags::SQLITE_OPEN_URI;
                 let conn = Connection::open_with_flags(&self.db_path, flags)?;
                 configure(&conn, &self.options)?;
                 conn
@@ -260,7 +286,11 @@ fn read_message(row: &rusqlite::Row<'_>) -> Result<StoredMessage, StoreError> {
     })
 }
 
-fn read_value(row: &rusqlite::Row<'_>, index: usize, kind: ValueKind) -> Result<IndexValue, StoreError> {
+fn read_value(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+    kind: ValueKind,
+) -> Result<IndexValue, StoreError> {
     Ok(match kind {
         ValueKind::Str => IndexValue::Str(row.get(index)?),
         ValueKind::Num => IndexValue::Num(row.get(index)?),
@@ -272,13 +302,16 @@ fn read_value(row: &rusqlite::Row<'_>, index: usize, kind: ValueKind) -> Result<
 fn read_task(row: &rusqlite::Row<'_>) -> Result<(i64, ResumableTask), StoreError> {
     let id: i64 = row.get(0)?;
     let retry_count: i64 = row.get(4)?;
-    Ok((id, ResumableTask {
-        id: id.to_string(),
-        tenant: row.get(1)?,
-        task: row.get(2)?,
-        timeout_ms: row.get(3)?,
-        retry_count: u32::try_from(retry_count).unwrap_or(u32::MAX),
-    }))
+    Ok((
+        id,
+        ResumableTask {
+            id: id.to_string(),
+            tenant: row.get(1)?,
+            task: row.get(2)?,
+            timeout_ms: row.get(3)?,
+            retry_count: u32::try_from(retry_count).unwrap_or(u32::MAX),
+        },
+    ))
 }
 
 #[async_trait::async_trait]
@@ -287,19 +320,20 @@ impl Store for SqliteStore {
         for message in &commit.put {
             validate_indexes(&message.indexes)?;
         }
-        let files: Vec<PathBuf> =
-            commit.delete_data.iter().map(|key| data::data_path(&self.shared.data_dir, tenant, key)).collect();
-        self.shared.writer.commit(tenant, commit).await?;
-        // The commit is durable: failing to remove data now leaves garbage, not inconsistency.
-        for path in files {
-            if let Err(e) = data::remove_file(&path) {
-                tracing::warn!(path = %path.display(), error = %e, "could not remove deleted record data");
-            }
-        }
-        Ok(())
+        // Data files of `delete_data` are removed by the writer once the commit is durable.
+        let files: Vec<PathBuf> = commit
+            .delete_data
+            .iter()
+            .map(|key| data::data_path(&self.shared.data_dir, tenant, key))
+            .collect();
+        self.shared.writer.commit(tenant, commit, files).await
     }
 
-    async fn get(&self, tenant: &str, message_cid: &str) -> Result<Option<StoredMessage>, StoreError> {
+    async fn get(
+        &self,
+        tenant: &str,
+        message_cid: &str,
+    ) -> Result<Option<StoredMessage>, StoreError> {
         self.shared.with_reader(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT message_cid, message, encoded_data, indexes FROM messages WHERE tenant = ? AND message_cid = ?",
@@ -320,8 +354,13 @@ impl Store for SqliteStore {
         pagination: &Pagination,
     ) -> Result<QueryResult, StoreError> {
         validate_query(filters, Some(sort))?;
-        let Some((sql, column)) =
-            query::message_query(tenant, filters, sort, pagination.cursor.as_ref(), pagination.limit)?
+        let Some((sql, column)) = query::message_query(
+            tenant,
+            filters,
+            sort,
+            pagination.cursor.as_ref(),
+            pagination.limit,
+        )?
         else {
             return Ok(QueryResult::default());
         };
@@ -339,13 +378,22 @@ impl Store for SqliteStore {
             && rows.len() > limit
         {
             rows.truncate(limit);
-            cursor = rows.last().map(|(m, value)| Cursor { message_cid: m.message_cid.clone(), value: value.clone() });
+            cursor = rows.last().map(|(m, value)| Cursor {
+                message_cid: m.message_cid.clone(),
+                value: value.clone(),
+            });
         }
-        Ok(QueryResult { messages: rows.into_iter().map(|(m, _)| m).collect(), cursor })
+        Ok(QueryResult {
+            messages: rows.into_iter().map(|(m, _)| m).collect(),
+            cursor,
+        })
     }
 
     async fn data_writer(&self, tenant: &str) -> Result<Box<dyn DataWriter>, StoreError> {
-        Ok(Box::new(data::SqliteDataWriter::new(Arc::clone(&self.shared), tenant)))
+        Ok(Box::new(data::SqliteDataWriter::new(
+            Arc::clone(&self.shared),
+            tenant,
+        )))
     }
 
     async fn data_get(&self, tenant: &str, key: &DataKey) -> Result<Option<DataBlob>, StoreError> {
@@ -373,14 +421,23 @@ impl Store for SqliteStore {
             let mut events = Vec::new();
             for row in rows {
                 let (watermark, message_cid) = row?;
-                let watermark = u64::try_from(watermark).map_err(|_| StoreError::Corrupt(format!("negative watermark {watermark}")))?;
-                events.push(Event { watermark, message_cid });
+                let watermark = u64::try_from(watermark)
+                    .map_err(|_| StoreError::Corrupt(format!("negative watermark {watermark}")))?;
+                events.push(Event {
+                    watermark,
+                    message_cid,
+                });
             }
             Ok(events)
         })
     }
 
-    async fn task_register(&self, tenant: &str, task: Vec<u8>, timeout_ms: i64) -> Result<ResumableTask, StoreError> {
+    async fn task_register(
+        &self,
+        tenant: &str,
+        task: Vec<u8>,
+        timeout_ms: i64,
+    ) -> Result<ResumableTask, StoreError> {
         let tenant = tenant.to_owned();
         self.shared
             .with_writer(move |conn| {
@@ -396,19 +453,25 @@ impl Store for SqliteStore {
 
     async fn task_extend(&self, tenant: &str, id: &str, timeout_ms: i64) -> Result<(), StoreError> {
         // Ids are integers; anything else names no task.
-        let Ok(id) = id.parse::<i64>() else { return Ok(()) };
+        let Ok(id) = id.parse::<i64>() else {
+            return Ok(());
+        };
         let tenant = tenant.to_owned();
         self.shared
             .with_writer(move |conn| {
-                conn.prepare_cached("UPDATE resumable_tasks SET timeout_ms = ? WHERE tenant = ? AND id = ?")?
-                    .execute(params![timeout_ms, tenant, id])?;
+                conn.prepare_cached(
+                    "UPDATE resumable_tasks SET timeout_ms = ? WHERE tenant = ? AND id = ?",
+                )?
+                .execute(params![timeout_ms, tenant, id])?;
                 Ok(())
             })
             .await
     }
 
     async fn task_delete(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
-        let Ok(id) = id.parse::<i64>() else { return Ok(()) };
+        let Ok(id) = id.parse::<i64>() else {
+            return Ok(());
+        };
         let tenant = tenant.to_owned();
         self.shared
             .with_writer(move |conn| {
@@ -419,7 +482,12 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn task_grab(&self, now_ms: i64, new_timeout_ms: i64, count: usize) -> Result<Vec<ResumableTask>, StoreError> {
+    async fn task_grab(
+        &self,
+        now_ms: i64,
+        new_timeout_ms: i64,
+        count: usize,
+    ) -> Result<Vec<ResumableTask>, StoreError> {
         self.shared
             .with_writer(move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;

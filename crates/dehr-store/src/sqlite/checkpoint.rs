@@ -55,7 +55,12 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("dehr-store-checkpoint".into())
             .spawn(move || run(&conn, &woken))?;
-        Ok((Checkpointer { thread: Some(thread) }, Wake(wake)))
+        Ok((
+            Checkpointer {
+                thread: Some(thread),
+            },
+            Wake(wake),
+        ))
     }
 }
 
@@ -73,7 +78,9 @@ fn run(conn: &Connection, woken: &Receiver<()>) {
     while woken.recv().is_ok() {
         std::thread::sleep(SETTLE);
         while woken.try_recv().is_ok() {}
-        let frames = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get::<_, i64>(1));
+        let frames = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            row.get::<_, i64>(1)
+        });
         match frames {
             Ok(frames) if frames > RESTART_FRAMES => {
                 if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {

@@ -158,7 +158,10 @@ mod tests {
         ix.insert("b".into(), IndexValue::Num(f64::NEG_INFINITY));
         ix.insert("c".into(), IndexValue::Num(-0.0));
         ix.insert("d".into(), IndexValue::Bool(true));
-        ix.insert("tag.e".into(), IndexValue::List(vec![IndexValue::Num(1.5), IndexValue::Str(String::new())]));
+        ix.insert(
+            "tag.e".into(),
+            IndexValue::List(vec![IndexValue::Num(1.5), IndexValue::Str(String::new())]),
+        );
         ix.insert("tag.f".into(), IndexValue::List(vec![]));
         let decoded = decode(&encode(&ix)).unwrap();
         assert_eq!(decoded, ix);

@@ -58,8 +58,14 @@ pub(crate) fn data_path(data_dir: &Path, tenant: &str, key: &DataKey) -> PathBuf
 fn partial_path(data_dir: &Path) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    data_dir.join(format!("{}-{nanos}-{n}{PARTIAL_SUFFIX}", std::process::id()))
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    data_dir.join(format!(
+        "{}-{nanos}-{n}{PARTIAL_SUFFIX}",
+        std::process::id()
+    ))
 }
 
 /// Removes temporary files older than [`STALE_PARTIAL_AGE`] (see the module documentation).
@@ -67,14 +73,24 @@ pub(crate) fn remove_stale_partials(data_dir: &Path) -> Result<(), StoreError> {
     let now = SystemTime::now();
     for entry in fs::read_dir(data_dir)? {
         let entry = entry?;
-        if !entry.file_name().to_string_lossy().ends_with(PARTIAL_SUFFIX) {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .ends_with(PARTIAL_SUFFIX)
+        {
             continue;
         }
-        let age = entry.metadata()?.modified().ok().and_then(|m| now.duration_since(m).ok());
+        let age = entry
+            .metadata()?
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok());
         if age.is_some_and(|age| age > STALE_PARTIAL_AGE) {
             match fs::remove_file(entry.path()) {
                 Err(e) if e.kind() != ErrorKind::NotFound => return Err(e.into()),
-                _ => tracing::info!(path = %entry.path().display(), "removed a stale partial data file"),
+                _ => {
+                    tracing::info!(path = %entry.path().display(), "removed a stale partial data file")
+                }
             }
         }
     }
@@ -107,7 +123,13 @@ pub(crate) struct SqliteDataWriter {
 
 impl SqliteDataWriter {
     pub(crate) fn new(shared: Arc<Shared>, tenant: &str) -> Self {
-        SqliteDataWriter { shared, tenant: tenant.to_owned(), buffer: Vec::new(), file: None, partial: None }
+        SqliteDataWriter {
+            shared,
+            tenant: tenant.to_owned(),
+            buffer: Vec::new(),
+            file: None,
+            partial: None,
+        }
     }
 }
 
@@ -132,14 +154,22 @@ impl DataWriter for SqliteDataWriter {
                 return Ok(());
             }
             let path = partial_path(&self.shared.data_dir);
-            let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&path).await?;
+            let file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .await?;
             self.partial = Some(path);
             let file = self.file.insert(file);
             file.write_all(&std::mem::take(&mut self.buffer)).await?;
         }
         match &mut self.file {
             Some(file) => file.write_all(chunk).await?,
-            None => return Err(StoreError::Io(std::io::Error::other("data writer used after a failed finish"))),
+            None => {
+                return Err(StoreError::Io(std::io::Error::other(
+                    "data writer used after a failed finish",
+                )));
+            }
         }
         Ok(())
     }
@@ -179,10 +209,15 @@ impl DataWriter for SqliteDataWriter {
 }
 
 /// Opens the data of `key`: from the database if it is small, else from its file.
-pub(crate) async fn get(shared: &Arc<Shared>, tenant: &str, key: &DataKey) -> Result<Option<DataBlob>, StoreError> {
+pub(crate) async fn get(
+    shared: &Arc<Shared>,
+    tenant: &str,
+    key: &DataKey,
+) -> Result<Option<DataBlob>, StoreError> {
     let row: Option<Vec<u8>> = shared.with_reader(|conn| {
-        let mut stmt =
-            conn.prepare_cached("SELECT data FROM data_blobs WHERE tenant = ? AND record_id = ? AND data_cid = ?")?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT data FROM data_blobs WHERE tenant = ? AND record_id = ? AND data_cid = ?",
+        )?;
         let mut rows = stmt.query(rusqlite::params![tenant, key.record_id, key.data_cid])?;
         Ok(match rows.next()? {
             Some(row) => Some(row.get(0)?),
@@ -192,7 +227,10 @@ pub(crate) async fn get(shared: &Arc<Shared>, tenant: &str, key: &DataKey) -> Re
     if let Some(data) = row {
         let size = data.len() as u64;
         let stream = futures_util::stream::iter([Ok(Bytes::from(data))]);
-        return Ok(Some(DataBlob { size, stream: Box::pin(stream) }));
+        return Ok(Some(DataBlob {
+            size,
+            stream: Box::pin(stream),
+        }));
     }
     let file = match tokio::fs::File::open(data_path(&shared.data_dir, tenant, key)).await {
         Ok(file) => file,
@@ -206,7 +244,10 @@ pub(crate) async fn get(shared: &Arc<Shared>, tenant: &str, key: &DataKey) -> Re
         let n = file.read_buf(&mut buf).await?;
         Ok((n > 0).then(|| (buf.freeze(), file)))
     });
-    Ok(Some(DataBlob { size, stream: Box::pin(stream) }))
+    Ok(Some(DataBlob {
+        size,
+        stream: Box::pin(stream),
+    }))
 }
 
 /// Removes the data of `key`, wherever it is.
@@ -214,8 +255,14 @@ pub(crate) async fn delete(shared: &Shared, tenant: &str, key: &DataKey) -> Resu
     let (owned_tenant, owned_key) = (tenant.to_owned(), key.clone());
     shared
         .with_writer(move |conn| {
-            conn.prepare_cached("DELETE FROM data_blobs WHERE tenant = ? AND record_id = ? AND data_cid = ?")?
-                .execute(rusqlite::params![owned_tenant, owned_key.record_id, owned_key.data_cid])?;
+            conn.prepare_cached(
+                "DELETE FROM data_blobs WHERE tenant = ? AND record_id = ? AND data_cid = ?",
+            )?
+            .execute(rusqlite::params![
+                owned_tenant,
+                owned_key.record_id,
+                owned_key.data_cid
+            ])?;
             Ok(())
         })
         .await?;

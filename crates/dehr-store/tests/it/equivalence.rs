@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use dehr_store::memory::MemoryStore;
 use dehr_store::sqlite::SqliteStore;
 use dehr_store::{
-    Commit, Condition, Cursor, Direction, Event, Filter, IndexValue, Indexes, NewMessage, Pagination, Range, Sort, Store,
+    Commit, Condition, Cursor, Direction, Event, Filter, IndexValue, Indexes, NewMessage,
+    Pagination, Range, Sort, Store,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -28,6 +29,9 @@ fn str_value() -> impl Strategy<Value = String> {
         Just("a\u{10FFFF}".to_owned()),
         Just("\u{D7FF}".to_owned()),
         Just("\u{E000}".to_owned()),
+        Just("Records".to_owned()),
+        Just("Protocols".to_owned()),
+        Just("it's".to_owned()),
         "[ab]{0,3}",
     ]
 }
@@ -64,11 +68,37 @@ fn filter_value() -> impl Strategy<Value = IndexValue> {
 }
 
 /// Columns used, with a value strategy of the column's kind.
-const STR_COLUMNS: &[&str] = &["schema", "contextId", "messageTimestamp", "dateCreated"];
+const STR_COLUMNS: &[&str] = &[
+    "schema",
+    "contextId",
+    "messageTimestamp",
+    "dateCreated",
+    "interface",
+    "recordId",
+    "parentId",
+];
 const TAGS: &[&str] = &["tag.a", "tag.b"];
-const FILTER_KEYS: &[&str] =
-    &["schema", "contextId", "messageTimestamp", "dateCreated", "dataSize", "published", "isLatestBaseState", "tag.a", "tag.b"];
-const SORT_KEYS: &[&str] = &["messageTimestamp", "dateCreated", "dataSize", "published", "schema"];
+const FILTER_KEYS: &[&str] = &[
+    "schema",
+    "contextId",
+    "messageTimestamp",
+    "dateCreated",
+    "interface",
+    "recordId",
+    "parentId",
+    "dataSize",
+    "published",
+    "isLatestBaseState",
+    "tag.a",
+    "tag.b",
+];
+const SORT_KEYS: &[&str] = &[
+    "messageTimestamp",
+    "dateCreated",
+    "dataSize",
+    "published",
+    "schema",
+];
 
 fn indexes() -> impl Strategy<Value = Indexes> {
     let strs = prop::collection::vec(prop::option::weighted(0.8, str_value()), STR_COLUMNS.len());
@@ -121,6 +151,24 @@ fn filter() -> impl Strategy<Value = Filter> {
         .prop_map(|m| Filter(m.into_iter().map(|(k, c)| (k.to_owned(), c)).collect()))
 }
 
+/// OR-ed filters: independent, or (as the engine builds them for non-owners) one base filter
+/// extended differently in each branch, which the SQLite backend factors out.
+fn filters() -> impl Strategy<Value = Vec<Filter>> {
+    prop_oneof![
+        prop::collection::vec(filter(), 0..3),
+        (filter(), prop::collection::vec(filter(), 1..4)).prop_map(|(base, branches)| {
+            branches
+                .into_iter()
+                .map(|branch| {
+                    let mut f = base.clone();
+                    f.0.extend(branch.0);
+                    f
+                })
+                .collect()
+        }),
+    ]
+}
+
 #[derive(Debug, Clone)]
 struct QuerySpec {
     filters: Vec<Filter>,
@@ -133,15 +181,24 @@ struct QuerySpec {
 fn query_spec() -> impl Strategy<Value = QuerySpec> {
     let sort = (prop::sample::select(SORT_KEYS), any::<bool>()).prop_map(|(p, asc)| Sort {
         property: p.to_owned(),
-        direction: if asc { Direction::Ascending } else { Direction::Descending },
+        direction: if asc {
+            Direction::Ascending
+        } else {
+            Direction::Descending
+        },
     });
     (
-        prop::collection::vec(filter(), 0..3),
+        filters(),
         sort,
         prop::option::weighted(0.7, 0usize..5),
         prop::option::weighted(0.3, (filter_value(), "[a-zé]{0,2}[0-9]{0,2}")),
     )
-        .prop_map(|(filters, sort, limit, odd_cursor)| QuerySpec { filters, sort, limit, odd_cursor })
+        .prop_map(|(filters, sort, limit, odd_cursor)| QuerySpec {
+            filters,
+            sort,
+            limit,
+            odd_cursor,
+        })
 }
 
 #[derive(Debug, Clone)]
@@ -158,26 +215,46 @@ struct Scenario {
 
 fn scenario() -> impl Strategy<Value = Scenario> {
     (
-        prop::collection::vec((prop::sample::select(&["a", "B", "é", "z", ""][..]).prop_map(str::to_owned), indexes()), 0..25),
+        prop::collection::vec(
+            (
+                prop::sample::select(&["a", "B", "é", "z", ""][..]).prop_map(str::to_owned),
+                indexes(),
+            ),
+            0..25,
+        ),
         prop::collection::vec((any::<usize>(), indexes()), 0..4),
         prop::collection::vec(any::<usize>(), 0..4),
         prop::collection::vec(query_spec(), 1..6),
-        prop::collection::vec((prop::collection::vec(filter(), 0..3), prop::option::of(0usize..30), prop::option::of(0usize..5)), 0..3),
+        prop::collection::vec(
+            (
+                filters(),
+                prop::option::of(0usize..30),
+                prop::option::of(0usize..5),
+            ),
+            0..3,
+        ),
     )
-        .prop_map(|(messages, updates, deletes, queries, event_queries)| Scenario {
-            messages,
-            updates,
-            deletes,
-            queries,
-            event_queries,
-        })
+        .prop_map(
+            |(messages, updates, deletes, queries, event_queries)| Scenario {
+                messages,
+                updates,
+                deletes,
+                queries,
+                event_queries,
+            },
+        )
 }
 
 fn fail(what: String) -> TestCaseError {
     TestCaseError::fail(what)
 }
 
-async fn check(memory: &MemoryStore, sqlite: &SqliteStore, tenant: &str, sc: Scenario) -> Result<(), TestCaseError> {
+async fn check(
+    memory: &MemoryStore,
+    sqlite: &SqliteStore,
+    tenant: &str,
+    sc: Scenario,
+) -> Result<(), TestCaseError> {
     let cid = |i: usize| format!("{}{i:02}", sc.messages[i].0);
     let n = sc.messages.len();
     let put: Vec<NewMessage> = sc
@@ -187,23 +264,41 @@ async fn check(memory: &MemoryStore, sqlite: &SqliteStore, tenant: &str, sc: Sce
         .map(|(i, (_, ix))| NewMessage {
             message_cid: cid(i),
             message: vec![i as u8],
-            encoded_data: (i % 2 == 0).then(|| format!("data{i}")),
+            encoded_data: (i.is_multiple_of(2)).then(|| format!("data{i}")),
             indexes: ix.clone(),
         })
         .collect();
-    let mut commits =
-        vec![Commit { append_events: put.iter().map(|m| m.message_cid.clone()).collect(), put, ..Commit::default() }];
+    let mut commits = vec![Commit {
+        append_events: put.iter().map(|m| m.message_cid.clone()).collect(),
+        put,
+        ..Commit::default()
+    }];
     if n > 0 {
         let updates = sc
             .updates
             .iter()
-            .map(|(i, ix)| NewMessage { message_cid: cid(i % n), message: vec![0xff], encoded_data: None, indexes: ix.clone() })
+            .map(|(i, ix)| NewMessage {
+                message_cid: cid(i % n),
+                message: vec![0xff],
+                encoded_data: None,
+                indexes: ix.clone(),
+            })
             .collect();
-        commits.push(Commit { put: updates, delete: sc.deletes.iter().map(|i| cid(i % n)).collect(), ..Commit::default() });
+        commits.push(Commit {
+            put: updates,
+            delete: sc.deletes.iter().map(|i| cid(i % n)).collect(),
+            ..Commit::default()
+        });
     }
     for commit in commits {
-        let a = memory.commit(tenant, commit.clone()).await.map_err(|e| e.to_string());
-        let b = sqlite.commit(tenant, commit).await.map_err(|e| e.to_string());
+        let a = memory
+            .commit(tenant, commit.clone())
+            .await
+            .map_err(|e| e.to_string());
+        let b = sqlite
+            .commit(tenant, commit)
+            .await
+            .map_err(|e| e.to_string());
         prop_assert_eq!(a, b);
     }
 
@@ -214,9 +309,18 @@ async fn check(memory: &MemoryStore, sqlite: &SqliteStore, tenant: &str, sc: Sce
             if page_no > 40 {
                 return Err(fail(format!("pagination does not end for {q:?}")));
             }
-            let pagination = Pagination { limit: q.limit, cursor: cursor.clone() };
-            let a = memory.query(tenant, &q.filters, &q.sort, &pagination).await.map_err(|e| fail(e.to_string()))?;
-            let b = sqlite.query(tenant, &q.filters, &q.sort, &pagination).await.map_err(|e| fail(e.to_string()))?;
+            let pagination = Pagination {
+                limit: q.limit,
+                cursor: cursor.clone(),
+            };
+            let a = memory
+                .query(tenant, &q.filters, &q.sort, &pagination)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let b = sqlite
+                .query(tenant, &q.filters, &q.sort, &pagination)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
             prop_assert_eq!(&a, &b, "query {:?} page {}", q, page_no);
             match a.cursor {
                 Some(c) => cursor = Some(c),
@@ -224,32 +328,77 @@ async fn check(memory: &MemoryStore, sqlite: &SqliteStore, tenant: &str, sc: Sce
             }
         }
         if let Some((value, message_cid)) = &q.odd_cursor {
-            let pagination = Pagination { limit: q.limit, cursor: Some(Cursor { message_cid: message_cid.clone(), value: value.clone() }) };
-            let a = memory.query(tenant, &q.filters, &q.sort, &pagination).await.map_err(|e| fail(e.to_string()))?;
-            let b = sqlite.query(tenant, &q.filters, &q.sort, &pagination).await.map_err(|e| fail(e.to_string()))?;
+            let pagination = Pagination {
+                limit: q.limit,
+                cursor: Some(Cursor {
+                    message_cid: message_cid.clone(),
+                    value: value.clone(),
+                }),
+            };
+            let a = memory
+                .query(tenant, &q.filters, &q.sort, &pagination)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let b = sqlite
+                .query(tenant, &q.filters, &q.sort, &pagination)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
             prop_assert_eq!(&a, &b, "query {:?} with odd cursor", q);
         }
     }
 
     // Watermarks are per store (the SQLite sequence is shared by all cases' tenants), so events
     // are compared by position in each store's full log, and `after` is translated likewise.
-    let log_a = memory.events_query(tenant, &[], None, None).await.map_err(|e| fail(e.to_string()))?;
-    let log_b = sqlite.events_query(tenant, &[], None, None).await.map_err(|e| fail(e.to_string()))?;
-    let cids = |log: &[Event]| log.iter().map(|e| e.message_cid.clone()).collect::<Vec<_>>();
+    let log_a = memory
+        .events_query(tenant, &[], None, None)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let log_b = sqlite
+        .events_query(tenant, &[], None, None)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let cids = |log: &[Event]| {
+        log.iter()
+            .map(|e| e.message_cid.clone())
+            .collect::<Vec<_>>()
+    };
     prop_assert_eq!(cids(&log_a), cids(&log_b));
     let positions = |events: &[Event], log: &[Event]| -> Vec<Option<usize>> {
-        events.iter().map(|e| log.iter().position(|l| l == e)).collect()
+        events
+            .iter()
+            .map(|e| log.iter().position(|l| l == e))
+            .collect()
     };
     for (filters, after, limit) in &sc.event_queries {
-        let after_in = |log: &[Event]| after.map(|i| log.get(i).or(log.last()).map_or(0, |e| e.watermark));
-        let a = memory.events_query(tenant, filters, after_in(&log_a), *limit).await.map_err(|e| fail(e.to_string()))?;
-        let b = sqlite.events_query(tenant, filters, after_in(&log_b), *limit).await.map_err(|e| fail(e.to_string()))?;
-        prop_assert_eq!(positions(&a, &log_a), positions(&b, &log_b), "events {:?} after {:?} limit {:?}", filters, after, limit);
+        let after_in =
+            |log: &[Event]| after.map(|i| log.get(i).or(log.last()).map_or(0, |e| e.watermark));
+        let a = memory
+            .events_query(tenant, filters, after_in(&log_a), *limit)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let b = sqlite
+            .events_query(tenant, filters, after_in(&log_b), *limit)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        prop_assert_eq!(
+            positions(&a, &log_a),
+            positions(&b, &log_b),
+            "events {:?} after {:?} limit {:?}",
+            filters,
+            after,
+            limit
+        );
         prop_assert!(positions(&a, &log_a).iter().all(Option::is_some));
     }
     for i in 0..n {
-        let a = memory.get(tenant, &cid(i)).await.map_err(|e| fail(e.to_string()))?;
-        let b = sqlite.get(tenant, &cid(i)).await.map_err(|e| fail(e.to_string()))?;
+        let a = memory
+            .get(tenant, &cid(i))
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let b = sqlite
+            .get(tenant, &cid(i))
+            .await
+            .map_err(|e| fail(e.to_string()))?;
         prop_assert_eq!(a, b);
     }
     Ok(())
@@ -257,14 +406,24 @@ async fn check(memory: &MemoryStore, sqlite: &SqliteStore, tenant: &str, sc: Sce
 
 #[test]
 fn sqlite_answers_like_memory() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     // One database for all cases, a fresh tenant (and memory store) per case: opening a
     // database per case would dominate the run time.
     let sqlite = SqliteStore::open(dir.path()).unwrap();
     let case = AtomicU64::new(0);
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256);
-    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(256);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
     let result = runner.run(&scenario(), |sc| {
         let tenant = format!("did:example:prop-{}", case.fetch_add(1, Ordering::Relaxed));
         rt.block_on(check(&MemoryStore::new(), &sqlite, &tenant, sc))
