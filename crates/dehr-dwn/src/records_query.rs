@@ -216,6 +216,29 @@ pub(crate) fn cursor_json(c: &Cursor) -> Value {
 }
 
 impl Dwn {
+    /// Authenticates a query or subscription unless it is an anonymous request for published
+    /// records, and checks an invoked protocol role (`action` is `query` or `subscribe`).
+    async fn authorize_query_caller(
+        &self,
+        tenant: &str,
+        q: &ParsedQuery,
+        action: &'static str,
+    ) -> Result<(), DwnError> {
+        let filter = &q.message.descriptor.filter;
+        if q.author.is_none() && includes_published(filter) {
+            return Ok(());
+        }
+        auth::authenticate(q.message.authorization.as_ref(), self.resolver.as_ref()).await?;
+        if let Some(role) = q.payload.as_ref().and_then(|p| p.protocol_role.as_deref()) {
+            let author = q.author.as_deref().unwrap_or_default();
+            crate::protocol_authorization::authorize_query(
+                self, tenant, author, role, filter, action,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     pub(crate) async fn handle_records_query(
         &self,
         tenant: &str,
@@ -223,17 +246,7 @@ impl Dwn {
     ) -> Result<Reply, DwnError> {
         let q = parse(raw, "Query")?;
         let d = &q.message.descriptor;
-        let anonymous_published = q.author.is_none() && includes_published(&d.filter);
-        if !anonymous_published {
-            auth::authenticate(q.message.authorization.as_ref(), self.resolver.as_ref()).await?;
-            if let Some(role) = q.payload.as_ref().and_then(|p| p.protocol_role.as_deref()) {
-                let author = q.author.as_deref().unwrap_or_default();
-                crate::protocol_authorization::authorize_query(
-                    self, tenant, author, role, &d.filter, "query",
-                )
-                .await?;
-            }
-        }
+        self.authorize_query_caller(tenant, &q, "query").await?;
         let filters = visible_filters(tenant, &q);
         if filters.is_empty() {
             // Nothing is visible to this caller. (dwn-sdk-js passes the empty list on to its
@@ -308,23 +321,7 @@ impl Dwn {
         handler: EventHandler,
     ) -> Result<Reply, DwnError> {
         let q = parse(raw, "Subscribe")?;
-        let d = &q.message.descriptor;
-        let anonymous_published = q.author.is_none() && includes_published(&d.filter);
-        if !anonymous_published {
-            auth::authenticate(q.message.authorization.as_ref(), self.resolver.as_ref()).await?;
-            if let Some(role) = q.payload.as_ref().and_then(|p| p.protocol_role.as_deref()) {
-                let author = q.author.as_deref().unwrap_or_default();
-                crate::protocol_authorization::authorize_query(
-                    self,
-                    tenant,
-                    author,
-                    role,
-                    &d.filter,
-                    "subscribe",
-                )
-                .await?;
-            }
-        }
+        self.authorize_query_caller(tenant, &q, "subscribe").await?;
         // Subscriptions see writes and deletes alike, so the `method`/latest-state conditions
         // of a query do not apply; visibility conditions do.
         let filters = visible_filters(tenant, &q)
