@@ -74,14 +74,10 @@ impl EventStream {
         }
     }
 
-    /// Offers an event to every matching listener of `tenant`.
-    pub fn emit(
-        &self,
-        tenant: &str,
-        message: Value,
-        initial_write: Option<Value>,
-        indexes: &Indexes,
-    ) {
+    /// Offers an event to every listener of `tenant` whose filters match `indexes`. The event
+    /// is built only when someone listens: most writes have no subscriber, and serializing the
+    /// message for nobody would sit on every write's path.
+    pub fn emit(&self, tenant: &str, indexes: &Indexes, event: impl FnOnce() -> SubscriptionEvent) {
         let handlers: Vec<EventHandler> = match self.inner.listeners.lock() {
             Ok(listeners) => listeners
                 .values()
@@ -92,11 +88,11 @@ impl EventStream {
                 .collect(),
             Err(_) => return,
         };
+        if handlers.is_empty() {
+            return;
+        }
         // Call handlers outside the lock, so a handler may subscribe or close without deadlock.
-        let event = SubscriptionEvent {
-            message,
-            initial_write,
-        };
+        let event = event();
         for handler in handlers {
             handler(event.clone());
         }

@@ -14,7 +14,6 @@ use serde_json::Value;
 
 use crate::error::{DwnError, ErrorCode, fail};
 use crate::message::check_timestamp;
-use crate::url::{normalize_url, validate_protocol_url};
 
 /// Inclusive-from, exclusive-to date range.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -180,17 +179,6 @@ impl RecordsFilter {
         Ok(())
     }
 
-    /// Normalizes `protocol` and `schema` URLs as the reference does before querying.
-    pub fn normalize(&mut self) -> Result<(), DwnError> {
-        if let Some(p) = &self.protocol {
-            self.protocol = Some(normalize_url(p).ok_or_else(|| bad_url(p))?);
-        }
-        if let Some(s) = &self.schema {
-            self.schema = Some(normalize_url(s).ok_or_else(|| bad_url(s))?);
-        }
-        Ok(())
-    }
-
     /// The store filter for this records filter (without the `interface`/`method`/latest-state
     /// conditions each handler adds).
     pub fn to_store_filter(&self, date_sort: Option<DateSort>) -> Filter {
@@ -262,13 +250,6 @@ impl RecordsFilter {
         }
         f
     }
-}
-
-fn bad_url(url: &str) -> DwnError {
-    DwnError::new(
-        ErrorCode::UrlProtocolNotNormalized,
-        format!("Could not normalize URI {url}"),
-    )
 }
 
 fn criterion_range(c: &RangeCriterion) -> Range {
@@ -410,9 +391,4 @@ pub fn validate_tags(tags: &BTreeMap<String, Value>) -> Result<(), DwnError> {
         }
     }
     Ok(())
-}
-
-/// Validates a protocol URL given in a filter (filters are normalized, not refused).
-pub fn check_filter_protocol(protocol: &str) -> Result<(), DwnError> {
-    validate_protocol_url(protocol)
 }

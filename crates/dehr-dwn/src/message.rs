@@ -108,22 +108,3 @@ pub fn decode_payload<T: DeserializeOwned>(jws: &GeneralJws) -> Result<T, DwnErr
         )
     })
 }
-
-/// Rewrites integral floats (`1.0`) as integers, recursively, because JavaScript has one number
-/// type: dwn-sdk-js encodes `1.0` as the CBOR integer 1, and our CIDs must agree.
-pub fn normalize_numbers(value: &mut Value) {
-    match value {
-        Value::Number(n) => {
-            if n.is_f64()
-                && let Some(f) = n.as_f64()
-                && f.fract() == 0.0
-                && f.abs() < 9_007_199_254_740_992.0
-            {
-                *n = serde_json::Number::from(f as i64);
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(normalize_numbers),
-        Value::Object(map) => map.values_mut().for_each(normalize_numbers),
-        _ => {}
-    }
-}

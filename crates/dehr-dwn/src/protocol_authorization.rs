@@ -438,8 +438,7 @@ pub(crate) async fn authorize_write(
         match &existing_initial {
             None => vec![],
             Some(initial) => {
-                let initial_author = RecordsWrite::from_message(initial.write_message()?)?.author;
-                if initial_author == write.author {
+                if initial.author() == Some(write.author.as_str()) {
                     vec!["co-update", "update"]
                 } else {
                     vec!["co-update"]

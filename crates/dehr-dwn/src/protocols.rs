@@ -395,8 +395,7 @@ impl Dwn {
         tenant: &str,
         raw: Value,
     ) -> Result<Reply, DwnError> {
-        let mut message: ProtocolsConfigureMessage = parse_json(raw, "ProtocolsConfigure")?;
-        crate::message::normalize_numbers(&mut message.descriptor.definition);
+        let message: ProtocolsConfigureMessage = parse_json(raw, "ProtocolsConfigure")?;
         let d = &message.descriptor;
         if d.interface != "Protocols" || d.method != "Configure" {
             return fail(
@@ -465,8 +464,11 @@ impl Dwn {
         });
         commit.append_events.push(message_cid);
         self.store.commit(tenant, commit).await?;
-        let json = serde_json::to_value(&message).unwrap_or(Value::Null);
-        self.events.emit(tenant, json, None, &indexes);
+        self.events
+            .emit(tenant, &indexes, || crate::events::SubscriptionEvent {
+                message: serde_json::to_value(&message).unwrap_or(Value::Null),
+                initial_write: None,
+            });
         Ok(Reply::accepted())
     }
 

@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::auth::{self, signer_did};
 use crate::dwn::Dwn;
 use crate::error::{DwnError, ErrorCode, fail};
+use crate::events::SubscriptionEvent;
 use crate::message::{
     Authorization, GenericSignaturePayload, check_timestamp, cid_of, compare_newest, parse_json,
 };
@@ -168,14 +169,7 @@ impl Dwn {
         commit.append_events.push(message_cid);
         for old in &existing {
             if old.is_write && old.is_initial_write() {
-                if old.stored.indexes.get("isLatestBaseState") == Some(&IndexValue::Bool(true)) {
-                    commit.put.push(NewMessage {
-                        message_cid: old.stored.message_cid.clone(),
-                        message: old.stored.message.clone(),
-                        encoded_data: None,
-                        indexes: initial_write.indexes(false),
-                    });
-                }
+                commit.put.extend(old.superseded_initial_write());
             } else {
                 commit.delete.push(old.stored.message_cid.clone());
             }
@@ -186,9 +180,10 @@ impl Dwn {
             }
         }
         self.store.commit(tenant, commit).await?;
-        let message_json = serde_json::to_value(message).unwrap_or(Value::Null);
-        self.events
-            .emit(tenant, message_json, Some(initial.value.clone()), &indexes);
+        self.events.emit(tenant, &indexes, || SubscriptionEvent {
+            message: serde_json::to_value(message).unwrap_or(Value::Null),
+            initial_write: Some(initial.value.clone()),
+        });
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 //! still carries the delete and the initial write (so a client can tell "deleted" from "never
 //! existed").
 
-use dehr_store::{DataKey, Filter, IndexValue, Pagination, Sort};
+use dehr_store::{DataKey, IndexValue, Pagination, Sort};
 use futures_util::stream;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -63,8 +63,9 @@ impl Dwn {
             auth::authenticate(message.authorization.as_ref(), self.resolver.as_ref()).await?;
         }
 
-        let filter = d.filter.to_store_filter(None);
-        let filter = Filter(filter.0)
+        let filter = d
+            .filter
+            .to_store_filter(None)
             .eq("interface", IndexValue::Str("Records".into()))
             .eq("isLatestBaseState", IndexValue::Bool(true));
         let sort = Sort {

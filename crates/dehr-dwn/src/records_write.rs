@@ -19,6 +19,7 @@ use serde_json::Value;
 use crate::auth::{self, signer_did};
 use crate::dwn::Dwn;
 use crate::error::{DwnError, ErrorCode, fail};
+use crate::events::SubscriptionEvent;
 use crate::message::{
     Authorization, GenericSignaturePayload, RecordsWriteSignaturePayload, check_timestamp, cid_of,
     compare_newest, parse_json,
@@ -101,13 +102,9 @@ pub struct RecordsWrite {
 impl RecordsWrite {
     /// Parses and checks a RecordsWrite without verifying signatures (see [`auth::authenticate`]).
     pub fn parse(value: Value) -> Result<Self, DwnError> {
-        let mut message: RecordsWriteMessage = parse_json(value, "RecordsWrite")?;
-        if let Some(tags) = &mut message.descriptor.tags {
-            for v in tags.values_mut() {
-                crate::message::normalize_numbers(v);
-            }
-        }
-        Self::from_message(message)
+        // Numbers need no normalizing here: every CID is computed with JavaScript's number
+        // rules by `dehr_core::cid`, whatever the JSON spelling (`1` or `1.0`).
+        Self::from_message(parse_json(value, "RecordsWrite")?)
     }
 
     pub fn from_message(message: RecordsWriteMessage) -> Result<Self, DwnError> {
@@ -484,8 +481,35 @@ impl RecordMessage {
         )
     }
 
+    /// The logical author, as indexed when the message was stored.
+    pub fn author(&self) -> Option<&str> {
+        match self.stored.indexes.get("author") {
+            Some(IndexValue::Str(author)) => Some(author),
+            _ => None,
+        }
+    }
+
     pub fn write_message(&self) -> Result<RecordsWriteMessage, DwnError> {
         parse_json(self.value.clone(), "stored RecordsWrite")
+    }
+
+    /// The initial write re-stored once a newer message supersedes it: no longer the latest
+    /// state, without inline data, and (as the reference) without tag indexes. `None` when it
+    /// is not the latest state already. Its stored indexes are reused, so the message is
+    /// neither parsed nor validated again.
+    pub fn superseded_initial_write(&self) -> Option<NewMessage> {
+        if self.stored.indexes.get("isLatestBaseState") != Some(&IndexValue::Bool(true)) {
+            return None;
+        }
+        let mut indexes = self.stored.indexes.clone();
+        indexes.retain(|key, _| !key.starts_with(dehr_store::TAG_PREFIX));
+        indexes.insert("isLatestBaseState".into(), IndexValue::Bool(false));
+        Some(NewMessage {
+            message_cid: self.stored.message_cid.clone(),
+            message: self.stored.message.clone(),
+            encoded_data: None,
+            indexes,
+        })
     }
 }
 
@@ -611,25 +635,17 @@ impl Dwn {
         let mut commit = Commit::default();
         let message_bytes = serde_json::to_vec(&write.message)
             .map_err(|e| DwnError::new(ErrorCode::Internal, format!("encoding message: {e}")))?;
+        let indexes = write.indexes(is_latest_base_state);
         commit.put.push(NewMessage {
             message_cid: write.message_cid.clone(),
             message: message_bytes,
             encoded_data,
-            indexes: write.indexes(is_latest_base_state),
+            indexes: indexes.clone(),
         });
         commit.append_events.push(write.message_cid.clone());
         for old in &existing {
             if old.is_initial_write() {
-                // Keep the initial write, but no longer as the latest state, and without inline data.
-                if old.stored.indexes.get("isLatestBaseState") == Some(&IndexValue::Bool(true)) {
-                    let initial = RecordsWrite::from_message(old.write_message()?)?;
-                    commit.put.push(NewMessage {
-                        message_cid: old.stored.message_cid.clone(),
-                        message: old.stored.message.clone(),
-                        encoded_data: None,
-                        indexes: initial.indexes(false),
-                    });
-                }
+                commit.put.extend(old.superseded_initial_write());
             } else {
                 commit.delete.push(old.stored.message_cid.clone());
             }
@@ -642,10 +658,10 @@ impl Dwn {
         }
         self.store.commit(tenant, commit).await?;
         if is_latest_base_state {
-            let message = serde_json::to_value(&write.message).unwrap_or(Value::Null);
-            let initial = initial_write.and_then(|m| serde_json::to_value(m).ok());
-            self.events
-                .emit(tenant, message, initial, &write.indexes(true));
+            self.events.emit(tenant, &indexes, || SubscriptionEvent {
+                message: serde_json::to_value(&write.message).unwrap_or(Value::Null),
+                initial_write: initial_write.and_then(|m| serde_json::to_value(m).ok()),
+            });
         }
         Ok(if write.is_initial_write() && !has_data {
             Reply::no_content()

@@ -123,8 +123,9 @@ proptest! {
                 return Ok(());
             }
             if reply.status.code < 300 {
-                // Only a mutation that leaves the signed content intact may pass (e.g. a
-                // number written differently); anything accepted must still read back intact.
+                // Only a mutation that leaves the signed content intact can pass (the same
+                // number spelled differently, say): it is the same message, so the refused-
+                // stores-nothing property below does not apply to it.
                 return Ok(());
             }
             let query = builders::records_query(
