@@ -48,6 +48,14 @@ export async function summarizeReply(reply) {
   return summary;
 }
 
+/** Subscription events ({message, initialWrite?}) as CIDs, in arrival order. */
+export async function summarizeEvents(events) {
+  return Promise.all(events.map(async (event) => ({
+    message: await messageCid(event.message),
+    initialWrite: await cidOrNull(event.initialWrite),
+  })));
+}
+
 function describe(reply) {
   return `${reply?.status?.code} ${reply?.status?.detail ?? ''}`.trim();
 }

@@ -2,7 +2,8 @@
 // gets the next second after 2024-01-01T00:00:00Z unless a test says otherwise, so ordering is
 // explicit and the same message object is sent to the target and to the oracle.
 import {
-  Message, ProtocolsConfigure, ProtocolsQuery, RecordsDelete, RecordsQuery, RecordsRead, RecordsSubscribe, RecordsWrite,
+  Message, MessagesQuery, MessagesRead, MessagesSubscribe, ProtocolsConfigure, ProtocolsQuery, RecordsDelete, RecordsQuery,
+  RecordsRead, RecordsSubscribe, RecordsWrite,
 } from '@tbd54566975/dwn-sdk-js';
 
 import { describeData, jsonData } from './data.mjs';
@@ -122,11 +123,43 @@ export async function protocolsQuery(actor, filter, options = {}) {
   return query.message;
 }
 
+/** A MessagesQuery; `options` may carry `cursor` and `permissionGrantId`. */
+export async function messagesQuery(actor, filters = [], options = {}) {
+  const query = await MessagesQuery.create({
+    filters, messageTimestamp: nextTimestamp(), signer: actor.signer, ...options,
+  });
+  return query.message;
+}
+
+/** A MessagesRead of the message whose CID is `messageCid`. */
+export async function messagesRead(actor, messageCid, options = {}) {
+  const read = await MessagesRead.create({
+    messageCid, messageTimestamp: nextTimestamp(), signer: actor.signer, ...options,
+  });
+  return read.message;
+}
+
+export async function messagesSubscribe(actor, filters = [], options = {}) {
+  const subscribe = await MessagesSubscribe.create({
+    filters, messageTimestamp: nextTimestamp(), signer: actor.signer, ...options,
+  });
+  return subscribe.message;
+}
+
 /**
  * A message with an arbitrary (possibly invalid) descriptor, correctly signed by `actor`:
- * for testing what the node refuses for reasons other than the signature.
+ * for testing what the node refuses for reasons other than the signature, or for signature
+ * payloads the SDK builders do not offer (a `permissionGrantId` on a RecordsQuery, a
+ * `delegatedGrant` on a MessagesQuery…).
  */
-export async function signedMessage(actor, descriptor, { protocolRole } = {}) {
-  const authorization = await Message.createAuthorization({ descriptor, signer: actor.signer, protocolRole });
+export async function signedMessage(actor, descriptor, { protocolRole, permissionGrantId, delegatedGrant } = {}) {
+  const authorization = await Message.createAuthorization({
+    descriptor, signer: actor.signer, protocolRole, permissionGrantId, delegatedGrant,
+  });
   return { descriptor, authorization };
+}
+
+/** The same message without its `authorization`: what an anonymous caller would send. */
+export function unsigned(message) {
+  return { descriptor: structuredClone(message.descriptor) };
 }

@@ -10,7 +10,7 @@ import { useInterop } from '../lib/harness.mjs';
 import {
   nextTimestamp, protocolsConfigure, recordsDelete, recordsQuery, recordsRead, recordsUpdate, recordsWrite,
 } from '../lib/messages.mjs';
-import { isDehr } from '../lib/target.mjs';
+import { notYetOnDehr } from '../lib/target.mjs';
 import { loadProtocol } from '../lib/protocols.mjs';
 
 const h = useInterop();
@@ -87,7 +87,7 @@ describe('flat records', () => {
   });
 
   test('MessagesQuery lists the same event log after writes, updates and deletes',
-    isDehr ? { todo: 'dehr: the Messages interface is not implemented yet' } : {}, async () => {
+    notYetOnDehr, async () => {
     const { alice } = await createActors('alice');
     const v1 = await recordsWrite(alice, { schema: NOTE });
     await h.write(alice.did, v1);
