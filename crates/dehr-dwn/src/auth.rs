@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{DwnError, ErrorCode, fail};
-use crate::message::{Authorization, cid_of, decode_payload};
+use crate::message::{Authorization, GenericSignaturePayload, cid_of, decode_payload};
 
 /// Checks the structure of a message signature and returns its decoded payload: exactly one
 /// signature, a payload of the expected shape, and a `descriptorCid` equal to the descriptor's.
@@ -62,8 +62,9 @@ pub fn signer_did(jws: &GeneralJws) -> Result<String, DwnError> {
     Ok(did.to_owned())
 }
 
-/// Verifies every signature the authorization carries (the message signature and, if present,
-/// the owner signature) against the signers' resolved DID documents.
+/// Verifies every signature the authorization carries: the message signature, the owner
+/// signature, and the grantor's signature on each embedded delegated grant (after checking the
+/// grant as a RecordsWrite of its own).
 pub async fn authenticate(
     authorization: Option<&Authorization>,
     resolver: &dyn DidResolver,
@@ -75,15 +76,38 @@ pub async fn authenticate(
     if let Some(owner_signature) = &authorization.owner_signature {
         verify(owner_signature, resolver).await?;
     }
-    if authorization.author_delegated_grant.is_some()
-        || authorization.owner_delegated_grant.is_some()
+    for grant in [
+        &authorization.author_delegated_grant,
+        &authorization.owner_delegated_grant,
+    ]
+    .into_iter()
+    .flatten()
     {
-        return fail(
-            ErrorCode::UnsupportedFeature,
-            "delegated grants are not supported by this node yet",
-        );
+        let mut message = (**grant).clone();
+        if let Some(map) = message.as_object_mut() {
+            map.remove("encodedData");
+        }
+        // The reference checks the embedded grant while authenticating, so its faults are 401.
+        let write = crate::records_write::RecordsWrite::parse(message).map_err(|e| {
+            DwnError::new(
+                ErrorCode::AuthenticationFailed,
+                format!(
+                    "delegated grant is not a valid RecordsWrite: {}",
+                    e.detail()
+                ),
+            )
+        })?;
+        verify(&write.message.authorization.signature, resolver).await?;
     }
     Ok(())
+}
+
+/// Verifies one signature (messages whose authorization is a bare signature).
+pub async fn authenticate_signature(
+    signature: &GeneralJws,
+    resolver: &dyn DidResolver,
+) -> Result<(), DwnError> {
+    verify(signature, resolver).await
 }
 
 async fn verify(jws: &GeneralJws, resolver: &dyn DidResolver) -> Result<(), DwnError> {
@@ -100,4 +124,65 @@ async fn verify(jws: &GeneralJws, resolver: &dyn DidResolver) -> Result<(), DwnE
             };
             DwnError::new(code, e.to_string())
         })
+}
+
+/// Who sent a (non-RecordsWrite) message, as its authorization says, checked for structure.
+#[derive(Clone, Debug)]
+pub struct Sender {
+    /// The DID that signed the message.
+    pub signer: String,
+    /// Whom the message acts for: the grantor of an author-delegated grant, else the signer.
+    pub author: String,
+    pub payload: GenericSignaturePayload,
+    /// The author-delegated grant the signer acts under, checked for integrity.
+    pub delegated_grant: Option<crate::grants::DelegatedGrant>,
+}
+
+/// Checks the authorization of a message other than RecordsWrite: its signature structure and,
+/// when `delegation` is allowed, an author-delegated grant. Owner signatures belong to
+/// RecordsWrite only.
+pub fn parse_sender<D: Serialize>(
+    authorization: &Authorization,
+    descriptor: &D,
+    delegation: bool,
+) -> Result<Sender, DwnError> {
+    let disallowed = [
+        ("ownerSignature", authorization.owner_signature.is_some()),
+        (
+            "ownerDelegatedGrant",
+            authorization.owner_delegated_grant.is_some(),
+        ),
+        (
+            "authorDelegatedGrant",
+            !delegation && authorization.author_delegated_grant.is_some(),
+        ),
+    ];
+    if let Some((name, _)) = disallowed.iter().find(|(_, present)| *present) {
+        return fail(
+            ErrorCode::SchemaValidatorAdditionalPropertyNotAllowed,
+            format!("must NOT have additional properties: /authorization: {name}"),
+        );
+    }
+    let payload: GenericSignaturePayload = validate_signature_structure(
+        &authorization.signature,
+        descriptor,
+        |p: &GenericSignaturePayload| p.descriptor_cid.as_str(),
+    )?;
+    let signer = signer_did(&authorization.signature)?;
+    let delegated_grant = crate::grants::validate_delegated_grant(
+        crate::grants::DelegationSide::Author,
+        authorization.author_delegated_grant.as_deref(),
+        payload.delegated_grant_id.as_deref(),
+        &signer,
+    )?;
+    let author = match &delegated_grant {
+        Some(g) => g.grant.grantor.clone(),
+        None => signer.clone(),
+    };
+    Ok(Sender {
+        signer,
+        author,
+        payload,
+        delegated_grant,
+    })
 }

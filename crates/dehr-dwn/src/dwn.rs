@@ -183,6 +183,18 @@ impl Dwn {
                     "subscription requires a handler",
                 )),
             },
+            ("Messages", "Query") => self.handle_messages_query(tenant, message).await,
+            ("Messages", "Read") => self.handle_messages_read(tenant, message).await,
+            ("Messages", "Subscribe") => match handler {
+                Some(handler) => {
+                    self.handle_messages_subscribe(tenant, message, handler)
+                        .await
+                }
+                None => Err(DwnError::new(
+                    ErrorCode::SubscriptionsNotSupported,
+                    "subscription requires a handler",
+                )),
+            },
             ("Protocols", "Configure") => self.handle_protocols_configure(tenant, message).await,
             ("Protocols", "Query") => self.handle_protocols_query(tenant, message).await,
             (i, m) => Err(DwnError::new(

@@ -252,7 +252,7 @@ impl RecordsFilter {
     }
 }
 
-fn criterion_range(c: &RangeCriterion) -> Range {
+pub(crate) fn criterion_range(c: &RangeCriterion) -> Range {
     Range {
         gte: c.from.clone().map(IndexValue::Str),
         lt: c.to.clone().map(IndexValue::Str),

@@ -10,12 +10,11 @@ use dehr_store::{Commit, Filter, IndexValue, Indexes, NewMessage, Pagination, So
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::auth::{self, signer_did};
+use crate::auth;
 use crate::dwn::Dwn;
 use crate::error::{DwnError, ErrorCode, fail};
-use crate::message::{
-    Authorization, GenericSignaturePayload, check_timestamp, cid_of, compare_newest, parse_json,
-};
+use crate::grants::GrantUse;
+use crate::message::{Authorization, check_timestamp, cid_of, compare_newest, parse_json};
 use crate::reply::Reply;
 use crate::url::{validate_protocol_url, validate_schema_url};
 
@@ -405,20 +404,28 @@ impl Dwn {
         }
         let definition: ProtocolDefinition = parse_json(d.definition.clone(), "definition")?;
         definition.validate()?;
-        auth::validate_signature_structure(
-            &message.authorization.signature,
-            d,
-            |p: &GenericSignaturePayload| p.descriptor_cid.as_str(),
-        )?;
-        check_timestamp("messageTimestamp", &d.message_timestamp)?;
-        auth::authenticate(Some(&message.authorization), self.resolver.as_ref()).await?;
-        let author = signer_did(&message.authorization.signature)?;
-        if author != tenant {
+        if definition.protocol == crate::grants::PERMISSIONS_PROTOCOL {
             return fail(
-                ErrorCode::ProtocolsConfigureUnauthorized,
-                "The ProtocolsConfigure failed authorization",
+                ErrorCode::ProtocolsConfigureReservedProtocol,
+                format!(
+                    "{} is built into every DWN and cannot be configured",
+                    definition.protocol
+                ),
             );
         }
+        // Unlike the reference, an author-delegated grant is checked here as for records
+        // (a delegated grant, for this signer, the invoked CID, data as signed).
+        let sender = auth::parse_sender(&message.authorization, d, true)?;
+        check_timestamp("messageTimestamp", &d.message_timestamp)?;
+        auth::authenticate(Some(&message.authorization), self.resolver.as_ref()).await?;
+        self.authorize_protocols_configure(
+            tenant,
+            &sender,
+            &definition.protocol,
+            &d.message_timestamp,
+        )
+        .await?;
+        let author = sender.author;
 
         let message_cid = cid_of(&message)?;
         let _guard = self
@@ -486,13 +493,18 @@ impl Dwn {
             );
         }
         check_timestamp("messageTimestamp", &d.message_timestamp)?;
-        let mut author = None;
+        let mut sees_unpublished = false;
         if let Some(a) = &message.authorization {
-            auth::validate_signature_structure(&a.signature, d, |p: &GenericSignaturePayload| {
-                p.descriptor_cid.as_str()
-            })?;
+            let sender = auth::parse_sender(a, d, false)?;
             auth::authenticate(Some(a), self.resolver.as_ref()).await?;
-            author = Some(signer_did(&a.signature)?);
+            sees_unpublished = self
+                .authorize_protocols_query(
+                    tenant,
+                    &sender,
+                    d.filter.as_ref().map(|f| f.protocol.as_str()),
+                    &d.message_timestamp,
+                )
+                .await?;
         }
         let mut filter = Filter::new()
             .eq("interface", IndexValue::Str("Protocols".into()))
@@ -502,8 +514,8 @@ impl Dwn {
                 crate::url::normalize_url(&f.protocol).unwrap_or_else(|| f.protocol.clone());
             filter = filter.eq("protocol", IndexValue::Str(normalized));
         }
-        if author.as_deref() != Some(tenant) {
-            // Anyone but the owner sees published definitions only.
+        if !sees_unpublished {
+            // Anyone but the owner (or a grantee) sees published definitions only.
             filter = filter.eq("published", IndexValue::Bool(true));
         }
         let result = self
@@ -524,12 +536,100 @@ impl Dwn {
         Ok(Reply::ok().with("entries", Value::Array(entries)))
     }
 
+    async fn authorize_protocols_configure(
+        &self,
+        tenant: &str,
+        sender: &auth::Sender,
+        protocol: &str,
+        message_timestamp: &str,
+    ) -> Result<(), DwnError> {
+        if let Some(delegated) = &sender.delegated_grant {
+            delegated
+                .grant
+                .validate_base(
+                    self,
+                    &GrantUse {
+                        grantee: &sender.signer,
+                        grantor: &sender.author,
+                        interface: "Protocols",
+                        method: "Configure",
+                        message_timestamp,
+                    },
+                )
+                .await?;
+            delegated.grant.verify_configure(protocol)?;
+        }
+        if sender.author == tenant {
+            return Ok(());
+        }
+        if let Some(grant_id) = &sender.payload.permission_grant_id {
+            let grant = self.fetch_grant(tenant, grant_id).await?;
+            grant
+                .validate_base(
+                    self,
+                    &GrantUse {
+                        grantee: &sender.author,
+                        grantor: tenant,
+                        interface: "Protocols",
+                        method: "Configure",
+                        message_timestamp,
+                    },
+                )
+                .await?;
+            return grant.verify_configure(protocol);
+        }
+        fail(
+            ErrorCode::ProtocolsConfigureUnauthorized,
+            "The ProtocolsConfigure failed authorization",
+        )
+    }
+
+    /// Whether a signed ProtocolsQuery may see unpublished definitions: the tenant may, and so
+    /// may a grantee within its grant. A grant scoped to another protocol falls back to the
+    /// published view, as in the reference; any other fault with the grant is a 401.
+    async fn authorize_protocols_query(
+        &self,
+        tenant: &str,
+        sender: &auth::Sender,
+        protocol: Option<&str>,
+        message_timestamp: &str,
+    ) -> Result<bool, DwnError> {
+        if sender.author == tenant {
+            return Ok(true);
+        }
+        let Some(grant_id) = sender
+            .payload
+            .permission_grant_id
+            .as_deref()
+            .filter(|id| !id.is_empty())
+        else {
+            return Ok(false);
+        };
+        let grant = self.fetch_grant(tenant, grant_id).await?;
+        grant
+            .validate_base(
+                self,
+                &GrantUse {
+                    grantee: &sender.author,
+                    grantor: tenant,
+                    interface: "Protocols",
+                    method: "Query",
+                    message_timestamp,
+                },
+            )
+            .await?;
+        Ok(grant.verify_protocols_query(protocol).is_ok())
+    }
+
     /// The stored definition of `protocol` for `tenant`, if configured.
     pub(crate) async fn protocol_definition(
         &self,
         tenant: &str,
         protocol: &str,
     ) -> Result<Option<ProtocolDefinition>, DwnError> {
+        if protocol == crate::grants::PERMISSIONS_PROTOCOL {
+            return Ok(Some(crate::grants::PERMISSIONS_DEFINITION.clone()));
+        }
         let result = self
             .store
             .query(

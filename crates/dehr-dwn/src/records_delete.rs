@@ -8,13 +8,12 @@ use dehr_store::{Commit, Filter, IndexValue, Indexes, NewMessage, Pagination, So
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::auth::{self, signer_did};
+use crate::auth;
 use crate::dwn::Dwn;
 use crate::error::{DwnError, ErrorCode, fail};
 use crate::events::SubscriptionEvent;
-use crate::message::{
-    Authorization, GenericSignaturePayload, check_timestamp, cid_of, compare_newest, parse_json,
-};
+use crate::grants::GrantUse;
+use crate::message::{Authorization, check_timestamp, cid_of, compare_newest, parse_json};
 use crate::records_write::{RecordMessage, RecordsWrite, large_data_key, newest, record_messages};
 use crate::reply::Reply;
 
@@ -64,13 +63,8 @@ impl Dwn {
             );
         }
         check_timestamp("messageTimestamp", &d.message_timestamp)?;
-        let payload: GenericSignaturePayload = auth::validate_signature_structure(
-            &message.authorization.signature,
-            d,
-            |p: &GenericSignaturePayload| p.descriptor_cid.as_str(),
-        )?;
+        let sender = auth::parse_sender(&message.authorization, d, true)?;
         auth::authenticate(Some(&message.authorization), self.resolver.as_ref()).await?;
-        let author = signer_did(&message.authorization.signature)?;
 
         let _guard = self.locks.lock(tenant, &d.record_id).await;
         let existing = record_messages(self, tenant, &d.record_id).await?;
@@ -97,24 +91,8 @@ impl Dwn {
             );
         };
         let initial_write = RecordsWrite::from_message(initial.write_message()?)?;
-        if author != tenant {
-            if initial_write.message.descriptor.protocol.is_none() {
-                return fail(
-                    ErrorCode::RecordsDeleteUnauthorized,
-                    "RecordsDelete message failed authorization",
-                );
-            }
-            let role = payload.protocol_role.as_deref();
-            crate::protocol_authorization::authorize_delete(
-                self,
-                tenant,
-                &author,
-                role,
-                d.prune,
-                &initial_write,
-            )
+        self.authorize_records_delete(tenant, &sender, d, &initial_write)
             .await?;
-        }
 
         let task = serde_json::to_vec(&DeleteTask {
             name: "RecordsDelete".into(),
@@ -129,6 +107,71 @@ impl Dwn {
             .await?;
         self.store.task_delete(tenant, &registered.id).await?;
         Ok(Reply::accepted())
+    }
+
+    /// Who may delete: a delegate within its grant (checked first), the tenant, a grantee within
+    /// its grant, or whom the protocol's rules allow, judged on the record's initial write.
+    ///
+    /// A `permissionGrantId` on a delete is DeHR's addition (dwn-sdk-js ignores it, so there a
+    /// Records/Delete grant works only as a delegated grant). Grants are held to their
+    /// `contextId` and `protocolPath` too, which the reference checks for writes and reads only.
+    async fn authorize_records_delete(
+        &self,
+        tenant: &str,
+        sender: &auth::Sender,
+        d: &RecordsDeleteDescriptor,
+        initial_write: &RecordsWrite,
+    ) -> Result<(), DwnError> {
+        if let Some(delegated) = &sender.delegated_grant {
+            delegated
+                .grant
+                .validate_base(
+                    self,
+                    &GrantUse {
+                        grantee: &sender.signer,
+                        grantor: &sender.author,
+                        interface: "Records",
+                        method: "Delete",
+                        message_timestamp: &d.message_timestamp,
+                    },
+                )
+                .await?;
+            delegated.grant.verify_delete(initial_write)?;
+        }
+        if sender.author == tenant {
+            return Ok(());
+        }
+        if let Some(grant_id) = &sender.payload.permission_grant_id {
+            let grant = self.fetch_grant(tenant, grant_id).await?;
+            grant
+                .validate_base(
+                    self,
+                    &GrantUse {
+                        grantee: &sender.author,
+                        grantor: tenant,
+                        interface: "Records",
+                        method: "Delete",
+                        message_timestamp: &d.message_timestamp,
+                    },
+                )
+                .await?;
+            return grant.verify_delete(initial_write);
+        }
+        if initial_write.message.descriptor.protocol.is_none() {
+            return fail(
+                ErrorCode::RecordsDeleteUnauthorized,
+                "RecordsDelete message failed authorization",
+            );
+        }
+        crate::protocol_authorization::authorize_delete(
+            self,
+            tenant,
+            &sender.author,
+            sender.payload.protocol_role.as_deref(),
+            d.prune,
+            initial_write,
+        )
+        .await
     }
 
     /// Stores the delete as the record's newest state and removes what it replaces (and, with
@@ -151,7 +194,7 @@ impl Dwn {
         };
         let initial_write = RecordsWrite::from_message(initial.write_message()?)?;
         let message_cid = cid_of(message)?;
-        let author = signer_did(&message.authorization.signature)?;
+        let author = auth::parse_sender(&message.authorization, d, true)?.author;
         let indexes = delete_indexes(message, &author, &initial_write);
 
         if d.prune {

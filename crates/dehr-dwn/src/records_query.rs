@@ -7,11 +7,12 @@ use dehr_store::{Condition, Cursor, Filter, IndexValue, Pagination, Sort};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::auth::{self, signer_did};
+use crate::auth;
 use crate::dwn::Dwn;
 use crate::error::{DwnError, ErrorCode, fail};
 use crate::events::EventHandler;
 use crate::filter::{DateSort, OneOrMany, RecordsFilter};
+use crate::grants::GrantUse;
 use crate::message::{Authorization, GenericSignaturePayload, check_timestamp, parse_json};
 use crate::records_write::RecordMessage;
 use crate::reply::Reply;
@@ -59,6 +60,7 @@ struct ParsedQuery {
     message: RecordsQueryMessage,
     author: Option<String>,
     payload: Option<GenericSignaturePayload>,
+    sender: Option<auth::Sender>,
 }
 
 fn parse(value: Value, method: &str) -> Result<ParsedQuery, DwnError> {
@@ -93,17 +95,12 @@ fn parse(value: Value, method: &str) -> Result<ParsedQuery, DwnError> {
             "pagination.limit must be at least 1",
         );
     }
-    let (author, payload) = match &message.authorization {
-        Some(a) => {
-            let payload: GenericSignaturePayload = auth::validate_signature_structure(
-                &a.signature,
-                d,
-                |p: &GenericSignaturePayload| p.descriptor_cid.as_str(),
-            )?;
-            (Some(signer_did(&a.signature)?), Some(payload))
-        }
-        None => (None, None),
+    let sender = match &message.authorization {
+        Some(a) => Some(auth::parse_sender(a, d, true)?),
+        None => None,
     };
+    let author = sender.as_ref().map(|s| s.author.clone());
+    let payload = sender.as_ref().map(|s| s.payload.clone());
     if payload.as_ref().is_some_and(|p| p.protocol_role.is_some())
         && d.filter.protocol_path.is_none()
     {
@@ -122,6 +119,7 @@ fn parse(value: Value, method: &str) -> Result<ParsedQuery, DwnError> {
         message,
         author,
         payload,
+        sender,
     })
 }
 
@@ -151,14 +149,14 @@ fn latest_writes(base: Filter) -> Filter {
 }
 
 /// The store filters a caller may see: OR-ed, as the reference builds them.
-fn visible_filters(tenant: &str, q: &ParsedQuery) -> Vec<Filter> {
+fn visible_filters(tenant: &str, q: &ParsedQuery, full_view: bool) -> Vec<Filter> {
     let d = &q.message.descriptor;
     let base = || latest_writes(d.filter.to_store_filter(d.date_sort));
     let published = || base().eq("published", IndexValue::Bool(true));
     let Some(author) = &q.author else {
         return vec![published()];
     };
-    if author == tenant {
+    if author == tenant || full_view {
         return vec![base()];
     }
     let mut filters = Vec::new();
@@ -217,26 +215,84 @@ pub(crate) fn cursor_json(c: &Cursor) -> Value {
 
 impl Dwn {
     /// Authenticates a query or subscription unless it is an anonymous request for published
-    /// records, and checks an invoked protocol role (`action` is `query` or `subscribe`).
+    /// records; checks a delegate's grant and an invoked protocol role (`action` is `query` or
+    /// `subscribe`). Returns whether the caller sees every record the filter matches (the
+    /// tenant, its delegate, or a grantee within its grant) rather than the non-owner view.
+    ///
+    /// A `permissionGrantId` on a query is DeHR's addition: dwn-sdk-js ignores it, so there a
+    /// Records/Query grant works only as a delegated grant. Here a grantee whose grant names a
+    /// protocol queries within the grant's scope, which is how a provider finds the records a
+    /// patient shared.
     async fn authorize_query_caller(
         &self,
         tenant: &str,
         q: &ParsedQuery,
         action: &'static str,
-    ) -> Result<(), DwnError> {
-        let filter = &q.message.descriptor.filter;
+    ) -> Result<bool, DwnError> {
+        let d = &q.message.descriptor;
+        let filter = &d.filter;
         if q.author.is_none() && includes_published(filter) {
-            return Ok(());
+            return Ok(false);
         }
         auth::authenticate(q.message.authorization.as_ref(), self.resolver.as_ref()).await?;
-        if let Some(role) = q.payload.as_ref().and_then(|p| p.protocol_role.as_deref()) {
-            let author = q.author.as_deref().unwrap_or_default();
+        let method = if action == "query" {
+            "Query"
+        } else {
+            "Subscribe"
+        };
+        let Some(sender) = &q.sender else {
+            return Ok(false);
+        };
+        if let Some(delegated) = &sender.delegated_grant {
+            delegated
+                .grant
+                .validate_base(
+                    self,
+                    &GrantUse {
+                        grantee: &sender.signer,
+                        grantor: &sender.author,
+                        interface: "Records",
+                        method,
+                        message_timestamp: &d.message_timestamp,
+                    },
+                )
+                .await?;
+            delegated.grant.verify_query(filter)?;
+        }
+        if let Some(role) = sender.payload.protocol_role.as_deref() {
             crate::protocol_authorization::authorize_query(
-                self, tenant, author, role, filter, action,
+                self,
+                tenant,
+                &sender.author,
+                role,
+                filter,
+                action,
             )
             .await?;
         }
-        Ok(())
+        if sender.author == tenant {
+            return Ok(true);
+        }
+        if let Some(grant_id) = &sender.payload.permission_grant_id {
+            let grant = self.fetch_grant(tenant, grant_id).await?;
+            grant
+                .validate_base(
+                    self,
+                    &GrantUse {
+                        grantee: &sender.author,
+                        grantor: tenant,
+                        interface: "Records",
+                        method,
+                        message_timestamp: &d.message_timestamp,
+                    },
+                )
+                .await?;
+            if grant.scope().protocol().is_some() {
+                grant.verify_query(filter)?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     pub(crate) async fn handle_records_query(
@@ -246,8 +302,8 @@ impl Dwn {
     ) -> Result<Reply, DwnError> {
         let q = parse(raw, "Query")?;
         let d = &q.message.descriptor;
-        self.authorize_query_caller(tenant, &q, "query").await?;
-        let filters = visible_filters(tenant, &q);
+        let full_view = self.authorize_query_caller(tenant, &q, "query").await?;
+        let filters = visible_filters(tenant, &q, full_view);
         if filters.is_empty() {
             // Nothing is visible to this caller. (dwn-sdk-js passes the empty list on to its
             // store, which matches everything: a confidentiality leak we do not copy.)
@@ -321,15 +377,15 @@ impl Dwn {
         handler: EventHandler,
     ) -> Result<Reply, DwnError> {
         let q = parse(raw, "Subscribe")?;
-        self.authorize_query_caller(tenant, &q, "subscribe").await?;
+        let full_view = self.authorize_query_caller(tenant, &q, "subscribe").await?;
         // Subscriptions see writes and deletes alike, so the `method`/latest-state conditions
         // of a query do not apply; visibility conditions do.
-        let filters = visible_filters(tenant, &q)
+        let filters = visible_filters(tenant, &q, full_view)
             .into_iter()
             .map(|mut f| {
                 f.0.remove("method");
                 f.0.remove("isLatestBaseState");
-                if q.author.as_deref() != Some(tenant) {
+                if !full_view {
                     // Deletes carry no `published` index; let them through only to the owner.
                     f.0.entry("published".into())
                         .or_insert(Condition::Equal(IndexValue::Bool(true)));

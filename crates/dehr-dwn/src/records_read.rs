@@ -7,11 +7,12 @@ use futures_util::stream;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::auth::{self, signer_did};
+use crate::auth;
 use crate::dwn::Dwn;
 use crate::error::{DwnError, ErrorCode, fail};
 use crate::filter::RecordsFilter;
-use crate::message::{Authorization, GenericSignaturePayload, check_timestamp, parse_json};
+use crate::grants::GrantUse;
+use crate::message::{Authorization, check_timestamp, parse_json};
 use crate::records_write::{RecordMessage, RecordsWrite};
 use crate::reply::Reply;
 
@@ -48,20 +49,14 @@ impl Dwn {
         }
         check_timestamp("messageTimestamp", &d.message_timestamp)?;
         d.filter.validate()?;
-        let (author, payload) = match &message.authorization {
+        let sender = match &message.authorization {
             Some(a) => {
-                let payload: GenericSignaturePayload = auth::validate_signature_structure(
-                    &a.signature,
-                    d,
-                    |p: &GenericSignaturePayload| p.descriptor_cid.as_str(),
-                )?;
-                (Some(signer_did(&a.signature)?), Some(payload))
+                let sender = auth::parse_sender(a, d, true)?;
+                auth::authenticate(Some(a), self.resolver.as_ref()).await?;
+                Some(sender)
             }
-            None => (None, None),
+            None => None,
         };
-        if author.is_some() {
-            auth::authenticate(message.authorization.as_ref(), self.resolver.as_ref()).await?;
-        }
 
         let filter = d
             .filter
@@ -87,8 +82,6 @@ impl Dwn {
             return Ok(Reply::new(404, "Not Found"));
         };
         let matched = RecordMessage::decode(matched)?;
-        let author = author.as_deref();
-        let role = payload.as_ref().and_then(|p| p.protocol_role.as_deref());
 
         if !matched.is_write {
             let record_id = matched.value["descriptor"]["recordId"]
@@ -102,8 +95,13 @@ impl Dwn {
                 );
             };
             let initial_write = RecordsWrite::from_message(initial.write_message()?)?;
-            self.authorize_records_read(tenant, author, role, &initial_write)
-                .await?;
+            self.authorize_records_read(
+                tenant,
+                sender.as_ref(),
+                &initial_write,
+                &d.message_timestamp,
+            )
+            .await?;
             return Ok(Reply::new(404, "Not Found").with(
                 "entry",
                 json!({ "recordsDelete": matched.value, "initialWrite": initial.value }),
@@ -111,7 +109,7 @@ impl Dwn {
         }
 
         let write = RecordsWrite::from_message(matched.write_message()?)?;
-        self.authorize_records_read(tenant, author, role, &write)
+        self.authorize_records_read(tenant, sender.as_ref(), &write, &d.message_timestamp)
             .await?;
 
         let mut reply = Reply::ok();
@@ -160,14 +158,44 @@ impl Dwn {
             .find(|m| m.is_write && m.is_initial_write()))
     }
 
+    /// Who may read a record: a delegate within its grant (checked before anything else), the
+    /// tenant, anyone if it is published, its author and recipient, a grantee within its grant,
+    /// or whom the protocol's rules allow.
     async fn authorize_records_read(
         &self,
         tenant: &str,
-        author: Option<&str>,
-        role: Option<&str>,
+        sender: Option<&auth::Sender>,
         write: &RecordsWrite,
+        message_timestamp: &str,
     ) -> Result<(), DwnError> {
-        let d = &write.message.descriptor;
+        let m = &write.message;
+        let d = &m.descriptor;
+        let verify_scope = |grant: &crate::grants::PermissionGrant| {
+            grant.verify_record_scope(
+                d.protocol.as_deref(),
+                m.context_id.as_deref(),
+                d.protocol_path.as_deref(),
+            )
+        };
+        if let Some(sender) = sender
+            && let Some(delegated) = &sender.delegated_grant
+        {
+            delegated
+                .grant
+                .validate_base(
+                    self,
+                    &GrantUse {
+                        grantee: &sender.signer,
+                        grantor: &sender.author,
+                        interface: "Records",
+                        method: "Read",
+                        message_timestamp,
+                    },
+                )
+                .await?;
+            verify_scope(&delegated.grant)?;
+        }
+        let author = sender.map(|s| s.author.as_str());
         if author == Some(tenant) || d.published == Some(true) {
             return Ok(());
         }
@@ -176,7 +204,26 @@ impl Dwn {
         {
             return Ok(());
         }
+        if let Some(sender) = sender
+            && let Some(grant_id) = &sender.payload.permission_grant_id
+        {
+            let grant = self.fetch_grant(tenant, grant_id).await?;
+            grant
+                .validate_base(
+                    self,
+                    &GrantUse {
+                        grantee: &sender.author,
+                        grantor: tenant,
+                        interface: "Records",
+                        method: "Read",
+                        message_timestamp,
+                    },
+                )
+                .await?;
+            return verify_scope(&grant);
+        }
         if d.protocol.is_some() {
+            let role = sender.and_then(|s| s.payload.protocol_role.as_deref());
             return crate::protocol_authorization::authorize_read(
                 self, tenant, author, role, write,
             )

@@ -90,10 +90,17 @@ pub struct RecordsWriteEntry {
 pub struct RecordsWrite {
     pub message: RecordsWriteMessage,
     pub message_cid: String,
-    /// The logical author: the signer (or, with an author-delegated grant, the grantor).
+    /// The logical author: the signer or, with an author-delegated grant, the grantor.
     pub author: String,
-    /// The DID that signed `ownerSignature`, when present.
+    /// The DID that signed the message (a delegate, when there is an author-delegated grant).
+    pub signer: String,
+    /// The owner keeping this record: the grantor of an owner-delegated grant, else the DID
+    /// that signed `ownerSignature`.
     pub owner: Option<String>,
+    /// The DID that signed `ownerSignature`.
+    pub owner_signer: Option<String>,
+    pub author_delegated_grant: Option<crate::grants::DelegatedGrant>,
+    pub owner_delegated_grant: Option<crate::grants::DelegatedGrant>,
     pub signature_payload: RecordsWriteSignaturePayload,
     pub attester: Option<String>,
     pub entry_id: String,
@@ -108,32 +115,61 @@ impl RecordsWrite {
     }
 
     pub fn from_message(message: RecordsWriteMessage) -> Result<Self, DwnError> {
+        use crate::grants::{DelegationSide, validate_delegated_grant};
         validate_descriptor(&message.descriptor)?;
+        let authorization = &message.authorization;
         let signature_payload: RecordsWriteSignaturePayload = auth::validate_signature_structure(
-            &message.authorization.signature,
+            &authorization.signature,
             &message.descriptor,
             |p: &RecordsWriteSignaturePayload| p.descriptor_cid.as_str(),
         )?;
-        let owner = match &message.authorization.owner_signature {
+        let signer = signer_did(&authorization.signature)?;
+        let (owner_signer, owner_grant_id) = match &authorization.owner_signature {
             Some(owner_signature) => {
-                auth::validate_signature_structure(
+                let payload: GenericSignaturePayload = auth::validate_signature_structure(
                     owner_signature,
                     &message.descriptor,
                     |p: &GenericSignaturePayload| p.descriptor_cid.as_str(),
                 )?;
-                Some(signer_did(owner_signature)?)
+                (
+                    Some(signer_did(owner_signature)?),
+                    payload.delegated_grant_id,
+                )
             }
-            None => None,
+            None => (None, None),
         };
         let attester = validate_attestation(&message)?;
-        let author = signer_did(&message.authorization.signature)?;
+        let author_delegated_grant = validate_delegated_grant(
+            DelegationSide::Author,
+            authorization.author_delegated_grant.as_deref(),
+            signature_payload.delegated_grant_id.as_deref(),
+            &signer,
+        )?;
+        let owner_delegated_grant = validate_delegated_grant(
+            DelegationSide::Owner,
+            authorization.owner_delegated_grant.as_deref(),
+            owner_grant_id.as_deref(),
+            owner_signer.as_deref().unwrap_or("undefined"),
+        )?;
+        let author = match &author_delegated_grant {
+            Some(g) => g.grant.grantor.clone(),
+            None => signer.clone(),
+        };
+        let owner = match (&owner_delegated_grant, &owner_signer) {
+            (Some(g), _) => Some(g.grant.grantor.clone()),
+            (None, owner_signer) => owner_signer.clone(),
+        };
         let entry_id = entry_id(&author, &message.descriptor)?;
         let message_cid = cid_of(&message)?;
         let write = Self {
             message,
             message_cid,
             author,
+            signer,
             owner,
+            owner_signer,
+            author_delegated_grant,
+            owner_delegated_grant,
             signature_payload,
             attester,
             entry_id,
@@ -218,12 +254,6 @@ impl RecordsWrite {
                     ),
                 );
             }
-        }
-        if p.delegated_grant_id.is_some() || m.authorization.author_delegated_grant.is_some() {
-            return fail(
-                ErrorCode::UnsupportedFeature,
-                "delegated grants are not supported by this node yet",
-            );
         }
         Ok(())
     }
@@ -617,6 +647,14 @@ impl Dwn {
             );
         }
 
+        let is_permission_record =
+            d.protocol.as_deref() == Some(crate::grants::PERMISSIONS_PROTOCOL);
+        if is_permission_record
+            && d.protocol_path.as_deref() == Some(crate::grants::REVOCATION_PATH)
+        {
+            self.validate_revocation(tenant, &write).await?;
+        }
+
         let has_data = data.is_some();
         let (encoded_data, is_latest_base_state) = match data {
             Some(stream) => (self.store_data(tenant, &write, stream).await?, true),
@@ -631,6 +669,14 @@ impl Dwn {
             }
             None => (None, false),
         };
+
+        if is_permission_record && let Some(encoded) = &encoded_data {
+            crate::grants::validate_permission_record(
+                d.protocol_path.as_deref().unwrap_or_default(),
+                encoded,
+                d.tags.as_ref(),
+            )?;
+        }
 
         let mut commit = Commit::default();
         let message_bytes = serde_json::to_vec(&write.message)
@@ -668,6 +714,31 @@ impl Dwn {
         } else {
             Reply::accepted()
         })
+    }
+
+    /// A revocation must carry the revoked grant's protocol as its `protocol` tag, so that
+    /// Messages filters on that protocol find it.
+    async fn validate_revocation(
+        &self,
+        tenant: &str,
+        write: &RecordsWrite,
+    ) -> Result<(), DwnError> {
+        let d = &write.message.descriptor;
+        let grant_id = d.parent_id.as_deref().unwrap_or_default();
+        let grant = self.fetch_grant(tenant, grant_id).await?;
+        let tag = d.tags.as_ref().and_then(|t| t.get("protocol"));
+        let scoped = grant.scope().protocol();
+        if tag.and_then(Value::as_str) != scoped || (tag.is_some() && scoped.is_none()) {
+            return fail(
+                ErrorCode::PermissionsProtocolValidateRevocationProtocolTagMismatch,
+                format!(
+                    "Revocation protocol {} does not match grant protocol {}",
+                    tag.and_then(Value::as_str).unwrap_or("undefined"),
+                    scoped.unwrap_or("undefined")
+                ),
+            );
+        }
+        Ok(())
     }
 
     /// Receives the data of a write, checks it against `dataCid`/`dataSize`, and stores it:
@@ -799,31 +870,81 @@ impl Dwn {
         }
     }
 
+    /// Who may write: an owner keeping a copy (with a valid owner-delegated grant, if any), the
+    /// tenant (or its delegate), a grantee within its grant, or whom the protocol's rules allow.
+    /// An author-delegated grant is checked first, whatever else applies.
     async fn authorize_records_write(
         &self,
         tenant: &str,
         write: &RecordsWrite,
         parent: Option<&crate::protocol_authorization::ProtocolContext>,
     ) -> Result<(), DwnError> {
-        if let Some(owner) = &write.owner {
-            if owner != tenant {
-                return fail(
-                    ErrorCode::RecordsWriteOwnerAndTenantMismatch,
-                    format!("Owner {owner} must be the same as tenant {tenant} when specified."),
-                );
-            }
-            return Ok(());
-        }
-        if write.author == tenant {
-            return Ok(());
-        }
-        if write.signature_payload.permission_grant_id.is_some() {
+        use crate::grants::GrantUse;
+        let d = &write.message.descriptor;
+        if let Some(owner) = &write.owner
+            && owner != tenant
+        {
             return fail(
-                ErrorCode::UnsupportedFeature,
-                "permission grants are not supported by this node yet",
+                ErrorCode::RecordsWriteOwnerAndTenantMismatch,
+                format!("Owner {owner} must be the same as tenant {tenant} when specified."),
             );
         }
-        if write.message.descriptor.protocol.is_some() {
+        if let Some(delegated) = &write.author_delegated_grant {
+            delegated
+                .grant
+                .validate_base(
+                    self,
+                    &GrantUse {
+                        grantee: &write.signer,
+                        grantor: &write.author,
+                        interface: "Records",
+                        method: "Write",
+                        message_timestamp: &d.message_timestamp,
+                    },
+                )
+                .await?;
+            delegated.grant.verify_write(write)?;
+        }
+        if let (Some(delegated), Some(owner), Some(owner_signer)) = (
+            &write.owner_delegated_grant,
+            &write.owner,
+            &write.owner_signer,
+        ) {
+            delegated
+                .grant
+                .validate_base(
+                    self,
+                    &GrantUse {
+                        grantee: owner_signer,
+                        grantor: owner,
+                        interface: "Records",
+                        method: "Write",
+                        message_timestamp: &d.message_timestamp,
+                    },
+                )
+                .await?;
+            delegated.grant.verify_write(write)?;
+        }
+        if write.owner.is_some() || write.author == tenant {
+            return Ok(());
+        }
+        if let Some(grant_id) = &write.signature_payload.permission_grant_id {
+            let grant = self.fetch_grant(tenant, grant_id).await?;
+            grant
+                .validate_base(
+                    self,
+                    &GrantUse {
+                        grantee: &write.author,
+                        grantor: tenant,
+                        interface: "Records",
+                        method: "Write",
+                        message_timestamp: &d.message_timestamp,
+                    },
+                )
+                .await?;
+            return grant.verify_write(write);
+        }
+        if d.protocol.is_some() {
             return crate::protocol_authorization::authorize_write(self, tenant, write, parent)
                 .await;
         }
