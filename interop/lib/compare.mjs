@@ -61,11 +61,12 @@ function describe(reply) {
 }
 
 /**
- * MessagesQuery cursors are {messageCid, value: event-log watermark}; the watermark is a ULID
- * (time + randomness) private to each node, so only its messageCid can be compared.
+ * MessagesQuery cursors are {messageCid, value: event-log watermark}; the watermark is private
+ * to each node (a ULID in dwn-sdk-js's Level store, a sequence number in its SQL store and in
+ * dehr), so only its messageCid can be compared.
  */
 function maskWatermark(summary) {
-  if (summary.cursor && typeof summary.cursor.value === 'string') {
+  if (summary.cursor && 'value' in summary.cursor) {
     summary.cursor = { ...summary.cursor, value: '<watermark>' };
   }
 }

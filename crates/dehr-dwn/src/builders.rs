@@ -292,3 +292,97 @@ pub fn protocols_query(
         authorization,
     })
 }
+
+// --- Grants and the Messages interface ----------------------------------------------------
+// Builders for a grantee's messages (`permissionGrantId` in the signature payload), permission
+// grants and MessagesQuery. `dehr bench` uses them.
+
+fn authorization_with_grant<D: Serialize>(
+    descriptor: &D,
+    signer: &dyn Signer,
+    permission_grant_id: Option<&str>,
+) -> Result<GeneralJws, DwnError> {
+    let payload = GenericSignaturePayload {
+        descriptor_cid: cid_of(descriptor)?,
+        permission_grant_id: permission_grant_id.map(str::to_owned),
+        ..Default::default()
+    };
+    sign(&payload, signer)
+}
+
+/// A RecordsQuery that invokes a permission grant: its `permissionGrantId` is in the signature
+/// payload. DeHR lets a grantee whose Records/Query grant names a protocol query within it;
+/// dwn-sdk-js 0.5.2 ignores the id (the grantee gets the non-owner view).
+pub fn records_query_with_grant(
+    filter: RecordsFilter,
+    date_sort: Option<DateSort>,
+    pagination: Option<PaginationJson>,
+    signer: &dyn Signer,
+    permission_grant_id: &str,
+) -> Result<RecordsQueryMessage, DwnError> {
+    let descriptor = RecordsQueryDescriptor {
+        interface: "Records".into(),
+        method: "Query".into(),
+        message_timestamp: dehr_core::time::now_timestamp(),
+        filter,
+        date_sort,
+        pagination,
+    };
+    let signature = authorization_with_grant(&descriptor, signer, Some(permission_grant_id))?;
+    Ok(RecordsQueryMessage {
+        descriptor,
+        authorization: Some(Authorization {
+            signature,
+            author_delegated_grant: None,
+            owner_signature: None,
+            owner_delegated_grant: None,
+        }),
+    })
+}
+
+/// A permission grant record by `signer` (the grantor) to `grantee`, as dwn-sdk-js's
+/// `PermissionsProtocol.createGrant` makes it: protocol path `grant`, JSON data, the grantee as
+/// recipient, and a `protocol` tag when the scope names a protocol. Returns the message and its
+/// data; the grant's id (what `permissionGrantId` names) is the message's `recordId`.
+pub fn permission_grant(
+    grantee: &str,
+    data: &crate::grants::PermissionGrantData,
+    signer: &dyn Signer,
+) -> Result<(RecordsWriteMessage, Vec<u8>), DwnError> {
+    let bytes =
+        serde_json::to_vec(data).map_err(|e| DwnError::new(ErrorCode::Internal, e.to_string()))?;
+    let tags = data.scope.protocol.as_ref().map(|p| {
+        let mut tags = BTreeMap::new();
+        tags.insert("protocol".to_owned(), Value::String(p.clone()));
+        tags
+    });
+    let options = WriteOptions {
+        protocol: Some(crate::grants::PERMISSIONS_PROTOCOL.to_owned()),
+        protocol_path: Some(crate::grants::GRANT_PATH.to_owned()),
+        recipient: Some(grantee.to_owned()),
+        tags,
+        ..WriteOptions::for_data(&bytes, "application/json")
+    };
+    Ok((records_write(options, signer)?, bytes))
+}
+
+/// A MessagesQuery: events matching any of `filters` (all events when empty), after `cursor`.
+pub fn messages_query(
+    filters: Vec<crate::messages::MessagesFilter>,
+    cursor: Option<crate::records_query::PaginationCursorJson>,
+    signer: &dyn Signer,
+    permission_grant_id: Option<&str>,
+) -> Result<crate::messages::MessagesMessage<crate::messages::MessagesQueryDescriptor>, DwnError> {
+    let descriptor = crate::messages::MessagesQueryDescriptor {
+        interface: "Messages".into(),
+        method: "Query".into(),
+        message_timestamp: dehr_core::time::now_timestamp(),
+        filters,
+        cursor,
+    };
+    let signature = authorization_with_grant(&descriptor, signer, permission_grant_id)?;
+    Ok(crate::messages::MessagesMessage {
+        descriptor,
+        authorization: crate::messages::MessagesAuthorization { signature },
+    })
+}

@@ -37,6 +37,17 @@ struct Listener {
     tenant: String,
     filters: Vec<Filter>,
     handler: EventHandler,
+    grant: Option<GrantWatch>,
+}
+
+/// The grant a subscription was authorized by: the subscription ends when the grant is revoked
+/// and delivers nothing once it has expired (dwn-sdk-js checks the grant once, at subscribe
+/// time, and keeps delivering).
+#[derive(Clone, Debug)]
+pub struct GrantWatch {
+    pub grant_id: String,
+    /// `dateExpires` of the grant, in the DWN timestamp format.
+    pub expires: String,
 }
 
 #[derive(Default)]
@@ -59,11 +70,23 @@ impl EventStream {
         filters: Vec<Filter>,
         handler: EventHandler,
     ) -> Subscription {
+        self.subscribe_with_grant(tenant, filters, handler, None)
+    }
+
+    /// [`EventStream::subscribe`] for a subscription authorized by a permission grant.
+    pub fn subscribe_with_grant(
+        &self,
+        tenant: &str,
+        filters: Vec<Filter>,
+        handler: EventHandler,
+        grant: Option<GrantWatch>,
+    ) -> Subscription {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let listener = Listener {
             tenant: tenant.to_owned(),
             filters,
             handler,
+            grant,
         };
         if let Ok(mut listeners) = self.inner.listeners.lock() {
             listeners.insert(id, listener);
@@ -78,11 +101,19 @@ impl EventStream {
     /// is built only when someone listens: most writes have no subscriber, and serializing the
     /// message for nobody would sit on every write's path.
     pub fn emit(&self, tenant: &str, indexes: &Indexes, event: impl FnOnce() -> SubscriptionEvent) {
+        let mut now = None;
         let handlers: Vec<EventHandler> = match self.inner.listeners.lock() {
             Ok(listeners) => listeners
                 .values()
                 .filter(|l| {
                     l.tenant == tenant && l.filters.iter().any(|f| filter_matches(f, indexes))
+                })
+                .filter(|l| match &l.grant {
+                    None => true,
+                    Some(g) => {
+                        let now = now.get_or_insert_with(dehr_core::time::now_timestamp);
+                        g.expires.as_str() > now.as_str()
+                    }
                 })
                 .map(|l| l.handler.clone())
                 .collect(),
@@ -95,6 +126,13 @@ impl EventStream {
         let event = event();
         for handler in handlers {
             handler(event.clone());
+        }
+    }
+
+    /// Ends every subscription authorized by grant `grant_id` (it has just been revoked).
+    pub fn end_grant(&self, grant_id: &str) {
+        if let Ok(mut listeners) = self.inner.listeners.lock() {
+            listeners.retain(|_, l| l.grant.as_ref().is_none_or(|g| g.grant_id != grant_id));
         }
     }
 

@@ -296,6 +296,14 @@ impl PermissionGrant {
         &self.data.scope
     }
 
+    /// What a subscription authorized by this grant watches for.
+    pub fn watch(&self) -> crate::events::GrantWatch {
+        crate::events::GrantWatch {
+            grant_id: self.id.clone(),
+            expires: self.data.date_expires.clone(),
+        }
+    }
+
     /// The checks every use of a grant makes: the right grantee and grantor, within its time,
     /// not revoked, and for this interface and method.
     pub async fn validate_base(&self, dwn: &Dwn, usage: &GrantUse<'_>) -> Result<(), DwnError> {

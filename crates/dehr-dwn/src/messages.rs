@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use crate::auth::{self, signer_did};
 use crate::dwn::Dwn;
 use crate::error::{DwnError, ErrorCode, fail};
-use crate::events::EventHandler;
+use crate::events::{EventHandler, GrantWatch};
 use crate::filter::{RangeCriterion, criterion_range};
 use crate::grants::{self, PERMISSIONS_PROTOCOL};
 use crate::message::{GenericSignaturePayload, check_timestamp, cid_of, parse_json};
@@ -362,20 +362,23 @@ impl Dwn {
         check_timestamp("messageTimestamp", &d.message_timestamp)?;
         auth::authenticate_signature(&message.authorization.signature, self.resolver.as_ref())
             .await?;
-        self.authorize_messages_filters(
-            tenant,
-            &caller,
-            &d.filters,
-            "Subscribe",
-            &d.message_timestamp,
-        )
-        .await?;
+        let grant = self
+            .authorize_messages_filters(
+                tenant,
+                &caller,
+                &d.filters,
+                "Subscribe",
+                &d.message_timestamp,
+            )
+            .await?;
         let mut filters = store_filters(&d.filters);
         if filters.is_empty() {
             // No filter: every event (a filter without conditions matches everything).
             filters.push(Filter::new());
         }
-        let subscription = self.events.subscribe(tenant, filters, handler);
+        let subscription = self
+            .events
+            .subscribe_with_grant(tenant, filters, handler, grant);
         let mut reply = Reply::ok();
         reply
             .body
@@ -503,9 +506,9 @@ impl Dwn {
         filters: &[MessagesFilter],
         method: &'static str,
         message_timestamp: &str,
-    ) -> Result<(), DwnError> {
+    ) -> Result<Option<GrantWatch>, DwnError> {
         if caller.signer == tenant {
-            return Ok(());
+            return Ok(None);
         }
         let Some(grant_id) = &caller.payload.permission_grant_id else {
             let code = if method == "Query" {
@@ -549,7 +552,7 @@ impl Dwn {
                 }
             }
         }
-        Ok(())
+        Ok(Some(grant.watch()))
     }
 
     /// A protocol-scoped Messages/Read grant reads only messages of its protocol: records of

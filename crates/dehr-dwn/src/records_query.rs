@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::auth;
 use crate::dwn::Dwn;
 use crate::error::{DwnError, ErrorCode, fail};
-use crate::events::EventHandler;
+use crate::events::{EventHandler, GrantWatch};
 use crate::filter::{DateSort, OneOrMany, RecordsFilter};
 use crate::grants::GrantUse;
 use crate::message::{Authorization, GenericSignaturePayload, check_timestamp, parse_json};
@@ -228,11 +228,11 @@ impl Dwn {
         tenant: &str,
         q: &ParsedQuery,
         action: &'static str,
-    ) -> Result<bool, DwnError> {
+    ) -> Result<(bool, Option<GrantWatch>), DwnError> {
         let d = &q.message.descriptor;
         let filter = &d.filter;
         if q.author.is_none() && includes_published(filter) {
-            return Ok(false);
+            return Ok((false, None));
         }
         auth::authenticate(q.message.authorization.as_ref(), self.resolver.as_ref()).await?;
         let method = if action == "query" {
@@ -241,8 +241,9 @@ impl Dwn {
             "Subscribe"
         };
         let Some(sender) = &q.sender else {
-            return Ok(false);
+            return Ok((false, None));
         };
+        let mut watch = None;
         if let Some(delegated) = &sender.delegated_grant {
             delegated
                 .grant
@@ -258,6 +259,7 @@ impl Dwn {
                 )
                 .await?;
             delegated.grant.verify_query(filter)?;
+            watch = Some(delegated.grant.watch());
         }
         if let Some(role) = sender.payload.protocol_role.as_deref() {
             crate::protocol_authorization::authorize_query(
@@ -271,7 +273,7 @@ impl Dwn {
             .await?;
         }
         if sender.author == tenant {
-            return Ok(true);
+            return Ok((true, watch));
         }
         if let Some(grant_id) = &sender.payload.permission_grant_id {
             let grant = self.fetch_grant(tenant, grant_id).await?;
@@ -289,10 +291,10 @@ impl Dwn {
                 .await?;
             if grant.scope().protocol().is_some() {
                 grant.verify_query(filter)?;
-                return Ok(true);
+                return Ok((true, Some(grant.watch())));
             }
         }
-        Ok(false)
+        Ok((false, watch))
     }
 
     pub(crate) async fn handle_records_query(
@@ -302,7 +304,7 @@ impl Dwn {
     ) -> Result<Reply, DwnError> {
         let q = parse(raw, "Query")?;
         let d = &q.message.descriptor;
-        let full_view = self.authorize_query_caller(tenant, &q, "query").await?;
+        let (full_view, _) = self.authorize_query_caller(tenant, &q, "query").await?;
         let filters = visible_filters(tenant, &q, full_view);
         if filters.is_empty() {
             // Nothing is visible to this caller. (dwn-sdk-js passes the empty list on to its
@@ -377,7 +379,7 @@ impl Dwn {
         handler: EventHandler,
     ) -> Result<Reply, DwnError> {
         let q = parse(raw, "Subscribe")?;
-        let full_view = self.authorize_query_caller(tenant, &q, "subscribe").await?;
+        let (full_view, grant) = self.authorize_query_caller(tenant, &q, "subscribe").await?;
         // Subscriptions see writes and deletes alike, so the `method`/latest-state conditions
         // of a query do not apply; visibility conditions do.
         let filters = visible_filters(tenant, &q, full_view)
@@ -394,7 +396,9 @@ impl Dwn {
             })
             .collect();
         // An empty list matches no event (unlike the reference, where it matches every event).
-        let subscription = self.events.subscribe(tenant, filters, handler);
+        let subscription = self
+            .events
+            .subscribe_with_grant(tenant, filters, handler, grant);
         let mut reply = Reply::ok();
         reply.body.insert(
             "subscription".into(),

@@ -703,6 +703,13 @@ impl Dwn {
             }
         }
         self.store.commit(tenant, commit).await?;
+        if is_permission_record
+            && d.protocol_path.as_deref() == Some(crate::grants::REVOCATION_PATH)
+            && let Some(grant_id) = &d.parent_id
+        {
+            // Revocation is effective at once, for live subscriptions too.
+            self.events.end_grant(grant_id);
+        }
         if is_latest_base_state {
             self.events.emit(tenant, &indexes, || SubscriptionEvent {
                 message: serde_json::to_value(&write.message).unwrap_or(Value::Null),
