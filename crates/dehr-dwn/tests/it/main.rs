@@ -3,6 +3,7 @@
 //! did:jwk identities (resolved locally, so no network).
 
 mod fuzz;
+mod grants;
 mod protocols;
 mod records;
 
