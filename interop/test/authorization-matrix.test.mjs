@@ -201,7 +201,8 @@ async function messageFor(actorName, method) {
       const built = await recordsUpdate(signer, writeTarget.message, {
         data: bytesData(`update by ${actorName} at ${nextTimestamp()}`), ...auth,
       });
-      const { authorization, ...withoutSignature } = built.message;
+      const withoutSignature = { ...built.message };
+      delete withoutSignature.authorization;
       return { message: actor === null ? withoutSignature : built.message, data: built.data };
     }
     case 'RecordsRead':
