@@ -4,9 +4,14 @@
 //! - the physical bound: Ed25519 signature verifications per second on one core;
 //! - RecordsWrite per second, in-process and over HTTP with concurrent clients, each write an
 //!   Ed25519-signed record carrying a 1 KB FHIR Observation;
-//! - RecordsQuery latency (owner, schema filter, limit 20) at several record counts.
+//! - at several record counts, on a tenant whose records are in a one-type protocol:
+//!   RecordsQuery latency (owner, schema filter, limit 20); MessagesQuery latency (owner, the
+//!   sync-polling shape: a cursor 20 events before the end of the log, without and with a
+//!   protocol filter); and RecordsQuery latency for a grantee invoking a protocol-scoped
+//!   Records/Query grant (`permissionGrantId`, filter {protocol, schema}, limit 20).
 //!
 //! Messages are signed before the clock starts: signing is the client's work, not the node's.
+//! Each query is a freshly signed message, as a real client sends.
 //! With `--reference`, the same workload runs on dwn-sdk-js (interop/bench/reference.mjs) and
 //! the ratios are printed.
 
@@ -19,7 +24,9 @@ use dehr_core::crypto::{KeyType, generate_private_jwk};
 use dehr_core::jws::PrivateKeySigner;
 use dehr_dwn::builders::{self, WriteOptions};
 use dehr_dwn::filter::RecordsFilter;
-use dehr_dwn::records_query::PaginationJson;
+use dehr_dwn::grants::{PermissionGrantData, PermissionScope};
+use dehr_dwn::messages::MessagesFilter;
+use dehr_dwn::records_query::{PaginationCursorJson, PaginationJson};
 use dehr_dwn::{Dwn, DwnConfig};
 use serde_json::{Value, json};
 
@@ -49,6 +56,22 @@ pub struct BenchArgs {
 }
 
 const SCHEMA: &str = "https://hl7.org/fhir/Observation";
+/// The protocol the query benchmarks' records are written in: one type, the Observation.
+const PROTOCOL: &str = "https://dehr.example/bench/observations";
+const PROTOCOL_PATH: &str = "observation";
+/// Events after the sync cursor: a replica polling MessagesQuery finds this many new messages.
+const NEW_EVENTS: usize = 20;
+
+fn protocol_definition() -> Value {
+    json!({
+        "protocol": PROTOCOL,
+        "published": true,
+        "types": {
+            PROTOCOL_PATH: { "schema": SCHEMA, "dataFormats": ["application/fhir+json"] }
+        },
+        "structure": { PROTOCOL_PATH: {} }
+    })
+}
 
 /// A 1 KB FHIR R4 Observation (a blood-pressure panel), made unique by `i`.
 pub fn observation(i: usize) -> Vec<u8> {
@@ -85,13 +108,20 @@ fn new_owner() -> Result<Owner> {
     Ok(Owner { did, signer })
 }
 
-/// Signed writes with their data, ready to send.
-fn signed_writes(owner: &Owner, count: usize, offset: usize) -> Result<Vec<(Value, Vec<u8>)>> {
+/// Signed writes with their data, ready to send; flat records, or records of [`PROTOCOL`].
+fn signed_writes(
+    owner: &Owner,
+    count: usize,
+    offset: usize,
+    in_protocol: bool,
+) -> Result<Vec<(Value, Vec<u8>)>> {
     (0..count)
         .map(|i| {
             let data = observation(offset + i);
             let options = WriteOptions {
                 schema: Some(SCHEMA.into()),
+                protocol: in_protocol.then(|| PROTOCOL.to_owned()),
+                protocol_path: in_protocol.then(|| PROTOCOL_PATH.to_owned()),
                 ..WriteOptions::for_data(&data, "application/fhir+json")
             };
             let message =
@@ -219,9 +249,160 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[index].as_secs_f64() * 1000.0
 }
 
-async fn query_latency(dwn: &Dwn, owner: &Owner, queries: usize) -> Result<(f64, f64)> {
+/// One query workload's figures at one record count.
+struct Latency {
+    p50_ms: f64,
+    p99_ms: f64,
+    /// Entries in the last reply (every reply of a workload has as many).
+    entries: usize,
+}
+
+impl Latency {
+    fn json(&self) -> Value {
+        json!({"p50_ms": self.p50_ms, "p99_ms": self.p99_ms, "entries": self.entries})
+    }
+}
+
+/// Times `queries` messages made by `next` (signed before the clock starts) sent to `tenant`.
+async fn latency(
+    dwn: &Dwn,
+    tenant: &str,
+    queries: usize,
+    mut next: impl FnMut() -> Result<Value>,
+) -> Result<Latency> {
     let mut latencies = Vec::with_capacity(queries);
+    let mut entries = 0;
     for _ in 0..queries {
+        let message = next()?;
+        let start = Instant::now();
+        let reply = dwn.process_message(tenant, message, None).await;
+        latencies.push(start.elapsed());
+        anyhow::ensure!(reply.status.code == 200, "query failed: {:?}", reply.status);
+        entries = reply
+            .body
+            .get("entries")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+    }
+    latencies.sort();
+    Ok(Latency {
+        p50_ms: percentile(&latencies, 0.5),
+        p99_ms: percentile(&latencies, 0.99),
+        entries,
+    })
+}
+
+/// Sends one message that must be accepted (202).
+async fn accept(dwn: &Dwn, tenant: &str, message: Value, data: Option<Vec<u8>>) -> Result<()> {
+    let reply = dwn
+        .process_message(tenant, message, data.map(one_chunk))
+        .await;
+    anyhow::ensure!(
+        reply.status.code == 202,
+        "message refused: {:?}",
+        reply.status
+    );
+    Ok(())
+}
+
+/// Writes `count` records of [`PROTOCOL`] from `offset` on, signing at most 5,000 at a time.
+async fn fill(
+    dwn: &Arc<Dwn>,
+    owner: &Owner,
+    offset: usize,
+    count: usize,
+    clients: usize,
+) -> Result<()> {
+    let mut done = 0;
+    while done < count {
+        let chunk = (count - done).min(5000);
+        let batch = signed_writes(owner, chunk, offset + done, true)?;
+        writes_in_process(dwn, owner, batch, clients).await?;
+        done += chunk;
+    }
+    Ok(())
+}
+
+/// The workloads measured at each record count: JSON key, and what it is.
+const QUERY_WORKLOADS: [(&str, &str, &str); 4] = [
+    (
+        "query_latency",
+        "query",
+        "RecordsQuery (owner, schema filter, limit 20)",
+    ),
+    (
+        "messages_query_latency",
+        "MessagesQuery",
+        "MessagesQuery (owner, cursor 20 events before the end, no filter)",
+    ),
+    (
+        "messages_query_protocol_latency",
+        "MessagesQuery with protocol filter",
+        "MessagesQuery (owner, same cursor, filter {protocol})",
+    ),
+    (
+        "grant_query_latency",
+        "grantee RecordsQuery",
+        "RecordsQuery (grantee with permissionGrantId, filter {protocol, schema}, limit 20)",
+    ),
+];
+
+/// A tenant with `n` records of [`PROTOCOL`] and a Records/Query grant on it to a grantee; the
+/// query workloads on it, in the order of [`QUERY_WORKLOADS`].
+async fn query_workloads(n: usize, args: &BenchArgs) -> Result<Vec<Latency>> {
+    let dir = tempfile::tempdir()?;
+    let dwn = open_engine(dir.path()).await?;
+    let owner = new_owner()?;
+    let grantee = new_owner()?;
+    let configure = builders::protocols_configure(protocol_definition(), &owner.signer)?;
+    accept(&dwn, &owner.did, serde_json::to_value(&configure)?, None).await?;
+    let grant_data = PermissionGrantData {
+        description: None,
+        date_expires: "2100-01-01T00:00:00.000000Z".into(),
+        request_id: None,
+        delegated: None,
+        scope: PermissionScope {
+            interface: "Records".into(),
+            method: "Query".into(),
+            protocol: Some(PROTOCOL.into()),
+            context_id: None,
+            protocol_path: None,
+        },
+        conditions: None,
+    };
+    let (grant, grant_bytes) =
+        builders::permission_grant(&grantee.did, &grant_data, &owner.signer)?;
+    let grant_id = grant.record_id.clone();
+    accept(
+        &dwn,
+        &owner.did,
+        serde_json::to_value(&grant)?,
+        Some(grant_bytes),
+    )
+    .await?;
+
+    eprintln!("filling {n} records…");
+    let tail = n.min(NEW_EVENTS);
+    fill(&dwn, &owner, 0, n - tail, args.clients).await?;
+    // Where a replica that last polled now would resume: the cursor of the last event so far.
+    let everything =
+        serde_json::to_value(builders::messages_query(vec![], None, &owner.signer, None)?)?;
+    let reply = dwn.process_message(&owner.did, everything, None).await;
+    anyhow::ensure!(
+        reply.status.code == 200,
+        "MessagesQuery failed: {:?}",
+        reply.status
+    );
+    let cursor: PaginationCursorJson = serde_json::from_value(
+        reply
+            .body
+            .get("cursor")
+            .cloned()
+            .context("MessagesQuery gave no cursor")?,
+    )?;
+    fill(&dwn, &owner, n - tail, tail, args.clients).await?;
+
+    let records_query = latency(&dwn, &owner.did, args.queries, || {
         let filter = RecordsFilter {
             schema: Some(SCHEMA.into()),
             ..Default::default()
@@ -231,14 +412,65 @@ async fn query_latency(dwn: &Dwn, owner: &Owner, queries: usize) -> Result<(f64,
             cursor: None,
         };
         let query = builders::records_query(filter, None, Some(pagination), Some(&owner.signer))?;
-        let message = serde_json::to_value(&query)?;
-        let start = Instant::now();
-        let reply = dwn.process_message(&owner.did, message, None).await;
-        latencies.push(start.elapsed());
-        anyhow::ensure!(reply.status.code == 200, "query failed: {:?}", reply.status);
+        Ok(serde_json::to_value(&query)?)
+    })
+    .await?;
+    let messages_query = latency(&dwn, &owner.did, args.queries, || {
+        let query = builders::messages_query(vec![], Some(cursor.clone()), &owner.signer, None)?;
+        Ok(serde_json::to_value(&query)?)
+    })
+    .await?;
+    let messages_query_protocol = latency(&dwn, &owner.did, args.queries, || {
+        let filter = MessagesFilter {
+            protocol: Some(PROTOCOL.into()),
+            ..Default::default()
+        };
+        let query =
+            builders::messages_query(vec![filter], Some(cursor.clone()), &owner.signer, None)?;
+        Ok(serde_json::to_value(&query)?)
+    })
+    .await?;
+    let grant_query = latency(&dwn, &owner.did, args.queries, || {
+        let filter = RecordsFilter {
+            protocol: Some(PROTOCOL.into()),
+            schema: Some(SCHEMA.into()),
+            ..Default::default()
+        };
+        let pagination = PaginationJson {
+            limit: Some(20),
+            cursor: None,
+        };
+        let query = builders::records_query_with_grant(
+            filter,
+            None,
+            Some(pagination),
+            &grantee.signer,
+            &grant_id,
+        )?;
+        Ok(serde_json::to_value(&query)?)
+    })
+    .await?;
+    for (what, l) in [
+        ("owner RecordsQuery", &records_query),
+        ("MessagesQuery", &messages_query),
+        (
+            "MessagesQuery with protocol filter",
+            &messages_query_protocol,
+        ),
+        ("grantee RecordsQuery", &grant_query),
+    ] {
+        anyhow::ensure!(
+            l.entries == tail,
+            "{what} at {n} records returned {} entries, expected {tail}",
+            l.entries
+        );
     }
-    latencies.sort();
-    Ok((percentile(&latencies, 0.5), percentile(&latencies, 0.99)))
+    Ok(vec![
+        records_query,
+        messages_query,
+        messages_query_protocol,
+        grant_query,
+    ])
 }
 
 pub async fn run(args: BenchArgs) -> Result<()> {
@@ -258,7 +490,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let owner = new_owner()?;
     let dwn = open_engine(dir.path()).await?;
     eprintln!("signing {} writes…", args.writes * 2);
-    let batch = signed_writes(&owner, args.writes, 0)?;
+    let batch = signed_writes(&owner, args.writes, 0, false)?;
     let in_process = writes_in_process(&dwn, &owner, batch, args.clients).await?;
     println!(
         "RecordsWrite/s in-process ({} tasks): {in_process:.0}  ({:.2} of the verification bound)",
@@ -271,7 +503,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let url = format!("http://{}/", listener.local_addr()?);
     let router = dehr_node::router_for(dwn.clone());
     let server = tokio::spawn(async move { axum_serve(listener, router).await });
-    let batch = signed_writes(&owner, args.writes, args.writes)?;
+    let batch = signed_writes(&owner, args.writes, args.writes, false)?;
     let over_http = writes_over_http(&url, &owner, batch, args.clients).await?;
     println!(
         "RecordsWrite/s over HTTP ({} clients): {over_http:.0}",
@@ -280,31 +512,25 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     figures.insert("writes_per_s_http".into(), json!(over_http));
     server.abort();
 
-    let mut latency = serde_json::Map::new();
+    let mut latency: Vec<serde_json::Map<String, Value>> =
+        vec![serde_json::Map::new(); QUERY_WORKLOADS.len()];
     for &n in &args.records {
-        let dir = tempfile::tempdir()?;
-        let dwn = open_engine(dir.path()).await?;
-        let owner = new_owner()?;
-        eprintln!("filling {n} records…");
-        let mut done = 0;
-        while done < n {
-            let chunk = (n - done).min(5000);
-            let batch = signed_writes(&owner, chunk, done)?;
-            writes_in_process(&dwn, &owner, batch, args.clients).await?;
-            done += chunk;
+        let figures_at_n = query_workloads(n, &args).await?;
+        for (i, ((_, _, what), l)) in QUERY_WORKLOADS.iter().zip(&figures_at_n).enumerate() {
+            println!(
+                "{what} at {n} records: p50 {:.3} ms, p99 {:.3} ms ({} entries)",
+                l.p50_ms, l.p99_ms, l.entries
+            );
+            latency[i].insert(n.to_string(), l.json());
         }
-        let (p50, p99) = query_latency(&dwn, &owner, args.queries).await?;
-        println!(
-            "RecordsQuery at {n} records (owner, schema filter, limit 20): p50 {p50:.3} ms, p99 {p99:.3} ms"
-        );
-        latency.insert(n.to_string(), json!({"p50_ms": p50, "p99_ms": p99}));
     }
-    figures.insert("query_latency".into(), Value::Object(latency));
+    for ((key, _, _), map) in QUERY_WORKLOADS.iter().zip(latency) {
+        figures.insert((*key).into(), Value::Object(map));
+    }
 
     if args.reference {
         match reference(&args).await {
             Ok(r) => {
-                let ours_latency = figures.get("query_latency").cloned().unwrap_or_default();
                 let ratio =
                     |ours: f64, theirs: Option<f64>| theirs.filter(|t| *t > 0.0).map(|t| ours / t);
                 let ref_writes = r["writes_per_s_in_process"].as_f64();
@@ -318,21 +544,31 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 if let Some(x) = ratio(over_http, ref_writes) {
                     println!("ratio (dehr over HTTP / dwn-sdk-js in-process), writes: {x:.1}x");
                 }
-                if let Some(map) = r["query_latency"].as_object() {
+                for (key, short, what) in QUERY_WORKLOADS {
+                    let Some(map) = r[key].as_object() else {
+                        continue;
+                    };
                     for (n, v) in map {
                         let theirs = v["p50_ms"].as_f64().unwrap_or(0.0);
                         println!(
-                            "dwn-sdk-js RecordsQuery at {n} records: p50 {theirs:.3} ms, p99 {:.3} ms",
-                            v["p99_ms"].as_f64().unwrap_or(0.0)
+                            "dwn-sdk-js {what} at {n} records: p50 {theirs:.3} ms, p99 {:.3} ms ({} entries)",
+                            v["p99_ms"].as_f64().unwrap_or(0.0),
+                            v["entries"].as_u64().unwrap_or(0)
                         );
-                        if let Some(ours) = ours_latency[n]["p50_ms"].as_f64().filter(|o| *o > 0.0)
+                        if let Some(ours) = figures
+                            .get(key)
+                            .and_then(|m| m[n.as_str()]["p50_ms"].as_f64())
+                            .filter(|o| *o > 0.0)
                         {
                             println!(
-                                "ratio (dwn-sdk-js / dehr), query p50 at {n} records: {:.0}x faster",
-                                theirs / ours
+                                "ratio (dwn-sdk-js / dehr), {short} p50 at {n} records: {}",
+                                speedup(theirs / ours)
                             );
                         }
                     }
+                }
+                if let Some(mode) = r["grant_query_mode"].as_str() {
+                    println!("dwn-sdk-js grantee RecordsQuery: {mode}");
                 }
                 figures.insert("reference".into(), r);
             }
@@ -343,6 +579,19 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         std::fs::write(path, serde_json::to_vec_pretty(&Value::Object(figures))?)?;
     }
     Ok(())
+}
+
+/// "12x faster", "1.4x faster" or "2.0x slower".
+fn speedup(x: f64) -> String {
+    if x >= 10.0 {
+        format!("{x:.0}x faster")
+    } else if x >= 1.0 {
+        format!("{x:.1}x faster")
+    } else if x > 0.0 {
+        format!("{:.1}x slower", 1.0 / x)
+    } else {
+        "n/a".into()
+    }
 }
 
 async fn axum_serve(listener: tokio::net::TcpListener, router: axum::Router) {
