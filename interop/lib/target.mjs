@@ -19,17 +19,6 @@ if (!['dehr', 'dwn-server'].includes(targetKind)) {
 }
 export const isDehr = targetKind === 'dehr';
 
-/**
- * The one switch for features DeHR does not implement yet: permission grants, delegation
- * (authorDelegatedGrant, ownerSignature, ownerDelegatedGrant) and the Messages interface.
- * Tests that need them pass this as their `test()` options, so against dehr they run as `todo`
- * (reported, not failing the suite). When the features land, make this `{}` and every such test
- * becomes a real one again.
- */
-export const notYetOnDehr = isDehr && process.env.DEHR_RUN_TODO !== '1'
-  ? { todo: 'dehr: permission grants, delegation and the Messages interface are not implemented yet' }
-  : {};
-
 const STARTUP_TIMEOUT_MS = 60_000;
 
 async function freePort() {

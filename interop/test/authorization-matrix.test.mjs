@@ -33,7 +33,7 @@ import {
   recordsQuery, recordsRead, recordsSubscribe, recordsUpdate, recordsWrite, signedMessage, unsigned,
 } from '../lib/messages.mjs';
 import { permissionGrant, permissionRevocation } from '../lib/permissions.mjs';
-import { isDehr, notYetOnDehr, targetKind } from '../lib/target.mjs';
+import { isDehr, targetKind } from '../lib/target.mjs';
 
 const h = useInterop();
 
@@ -99,10 +99,6 @@ const DEHR_DIFFERS = {
 };
 const dehrDiffers = (actor, method) => DEHR_DIFFERS[actor]?.[method] !== undefined;
 
-// Cells that need what dehr does not implement yet (grants, delegation, the Messages interface)
-// are `todo` against dehr through the one switch in lib/target.mjs; the others must pass today.
-const NEEDS_NEW_FEATURES = new Set(['grantee', 'grantee-expired', 'grantee-revoked', 'grantee-out-of-scope', 'delegate']);
-const needsNewFeatures = (actor, method) => NEEDS_NEW_FEATURES.has(actor) || method.startsWith('Messages');
 
 const GRANTEE_KINDS = ['grantee', 'grantee-expired', 'grantee-revoked', 'grantee-out-of-scope'];
 
@@ -111,10 +107,9 @@ let alice, writeTarget, readTarget;
 const grants = {}; // actor name → method → grant
 const results = {}; // actor name → method → {target, oracle, targetEntries, oracleEntries}
 
-/** Writes that need grants: strict when grants are implemented on the target, else oracle-led. */
+/** Writes a grant record to alice's DWN (both sides must accept it). */
 async function writeGrantRecord(built) {
-  if (isDehr && notYetOnDehr.todo) await h.exchange(alice.did, built.message, { data: built.data });
-  else await h.write(alice.did, built);
+  await h.write(alice.did, built);
 }
 
 const protocolFor = (method) => (method === 'RecordsDelete' ? DOOMED : MATRIX).protocol;
@@ -280,22 +275,20 @@ async function runCell(actorName, method) {
 describe('authorization matrix', () => {
   for (const actorName of ACTORS) {
     for (const method of METHODS) {
-      const options = needsNewFeatures(actorName, method) ? notYetOnDehr : {};
       const reference = EXPECTED[actorName][METHODS.indexOf(method)];
       const name = dehrDiffers(actorName, method)
         ? `${actorName} × ${method} → ${reference} [dehr extends the reference: ${DEHR_DIFFERS[actorName][method]}]`
         : `${actorName} × ${method} → ${reference}`;
-      test(name, options, () => runCell(actorName, method));
+      test(name, () => runCell(actorName, method));
     }
   }
 
   /** Cells where the target allows (2xx, or query entries) what the reference refuses. */
-  function leaks(gated) {
+  function leaks() {
     const found = [];
     const allowed = (code) => typeof code === 'number' && code >= 200 && code < 300;
     for (const [actorName, row] of Object.entries(results)) {
       for (const [method, cell] of Object.entries(row)) {
-        if (needsNewFeatures(actorName, method) !== gated) continue;
         if (isDehr && dehrDiffers(actorName, method)) continue; // deliberate, and checked in its cell
         if (allowed(cell.target) && !allowed(cell.oracle)) found.push(`${actorName} × ${method}: ${cell.target} (reference ${cell.oracle})`);
         const extra = (cell.targetEntries ?? []).filter((entry) => !(cell.oracleEntries ?? []).includes(entry));
@@ -305,13 +298,8 @@ describe('authorization matrix', () => {
     return found;
   }
 
-  test(`${targetKind} never allows what dwn-sdk-js refuses (owner, role, author, recipient, anonymous, stranger)`, () => {
-    const found = leaks(false);
-    assert.deepEqual(found, [], `the target allows more than the reference:\n${found.join('\n')}`);
-  });
-
-  test(`${targetKind} never allows what dwn-sdk-js refuses (grantees, delegate, Messages interface)`, notYetOnDehr, () => {
-    const found = leaks(true);
+  test(`${targetKind} never allows what dwn-sdk-js refuses`, () => {
+    const found = leaks();
     assert.deepEqual(found, [], `the target allows more than the reference:\n${found.join('\n')}`);
   });
 });

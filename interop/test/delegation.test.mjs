@@ -18,7 +18,7 @@ import {
   recordsSubscribe, recordsUpdate, recordsWrite, signedMessage,
 } from '../lib/messages.mjs';
 import { FAR_FUTURE, permissionGrant, permissionRevocation } from '../lib/permissions.mjs';
-import { isDehr, notYetOnDehr } from '../lib/target.mjs';
+import { isDehr } from '../lib/target.mjs';
 
 const h = useInterop();
 
@@ -81,7 +81,7 @@ before(async () => {
 });
 
 describe('author-delegated grants: RecordsWrite', () => {
-  test('the app writes a note in alice\'s DWN with a delegated grant (202); alice is its author', notYetOnDehr, async () => {
+  test('the app writes a note in alice\'s DWN with a delegated grant (202); alice is its author', async () => {
     // The grant is not stored anywhere: the embedded copy, signed by alice, is enough.
     const grant = await delegatedGrant({ interface: 'Records', method: 'Write' });
     await h.write(alice.did, await noteBy(app), 401);
@@ -91,7 +91,7 @@ describe('author-delegated grants: RecordsWrite', () => {
     assert.deepEqual(authorsOf(replies), { target: [alice.did], oracle: [alice.did] });
   });
 
-  test('in bob\'s DWN the app posts as alice (202) and later updates the post as alice (202)', notYetOnDehr, async () => {
+  test('in bob\'s DWN the app posts as alice (202) and later updates the post as alice (202)', async () => {
     const grant = await delegatedGrant({ interface: 'Records', method: 'Write', protocol: BOARD.protocol });
     const post = await recordsWrite(app, { protocol: BOARD.protocol, protocolPath: 'post', delegatedGrant: grant.dataEncodedMessage });
     await h.write(bob.did, post);
@@ -113,32 +113,32 @@ describe('author-delegated grants: RecordsWrite', () => {
     await h.write(alice.did, await noteBy(app, { delegatedGrant: grant.dataEncodedMessage }), 400);
   });
 
-  test('out of the grant\'s scope: another protocol, or a Records.Read grant used to write (401)', notYetOnDehr, async () => {
+  test('out of the grant\'s scope: another protocol, or a Records.Read grant used to write (401)', async () => {
     const writeGrant = await delegatedGrant({ interface: 'Records', method: 'Write' });
     await h.write(alice.did, await thingBy(app, { delegatedGrant: writeGrant.dataEncodedMessage }), 401);
     const readGrant = await delegatedGrant({ interface: 'Records', method: 'Read' });
     await h.write(alice.did, await noteBy(app, { delegatedGrant: readGrant.dataEncodedMessage }), 401);
   });
 
-  test('conditions still apply: publication Required refuses an unpublished write (401)', notYetOnDehr, async () => {
+  test('conditions still apply: publication Required refuses an unpublished write (401)', async () => {
     const grant = await delegatedGrant({ interface: 'Records', method: 'Write' }, { conditions: { publication: 'Required' } });
     await h.write(alice.did, await noteBy(app, { delegatedGrant: grant.dataEncodedMessage }), 401);
     await h.write(alice.did, await noteBy(app, { delegatedGrant: grant.dataEncodedMessage, published: true }));
   });
 
-  test('carol\'s delegated grant makes the app act as carol, who may not write in alice\'s DWN (401)', notYetOnDehr, async () => {
+  test('carol\'s delegated grant makes the app act as carol, who may not write in alice\'s DWN (401)', async () => {
     const carols = await permissionGrant(carol, app, { interface: 'Records', method: 'Write', protocol: NOTES.protocol }, { delegated: true });
     await h.write(alice.did, await noteBy(app, { delegatedGrant: carols.dataEncodedMessage }), 401);
   });
 
-  test('a revoked delegated grant: writes before the revocation pass, after it 401', notYetOnDehr, async () => {
+  test('a revoked delegated grant: writes before the revocation pass, after it 401', async () => {
     const grant = await delegatedGrant({ interface: 'Records', method: 'Write' }, { store: true });
     await h.write(alice.did, await noteBy(app, { delegatedGrant: grant.dataEncodedMessage }));
     await h.write(alice.did, await permissionRevocation(alice, grant));
     await h.write(alice.did, await noteBy(app, { delegatedGrant: grant.dataEncodedMessage }), 401);
   });
 
-  test('an expired delegated grant (401)', notYetOnDehr, async () => {
+  test('an expired delegated grant (401)', async () => {
     const grant = await delegatedGrant({ interface: 'Records', method: 'Write' }, { dateExpires: nextTimestamp() });
     await h.write(alice.did, await noteBy(app, { delegatedGrant: grant.dataEncodedMessage }), 401);
   });
@@ -154,14 +154,14 @@ describe('author-delegated grants: RecordsWrite', () => {
 });
 
 describe('author-delegated grants: reading, querying, subscribing, deleting, configuring', () => {
-  test('RecordsRead: alice\'s note (200), OTHER\'s thing (401)', notYetOnDehr, async () => {
+  test('RecordsRead: alice\'s note (200), OTHER\'s thing (401)', async () => {
     const grant = await delegatedGrant({ interface: 'Records', method: 'Read' });
     const read = (record) => recordsRead(app, { recordId: record.message.recordId }, { delegatedGrant: grant.dataEncodedMessage });
     await h.send(alice.did, await read(note), { expect: 200 });
     await h.send(alice.did, await read(thing), { expect: 401 });
   });
 
-  test('RecordsQuery: the app sees NOTES as alice does, unpublished included; OTHER or no protocol (401)', notYetOnDehr, async () => {
+  test('RecordsQuery: the app sees NOTES as alice does, unpublished included; OTHER or no protocol (401)', async () => {
     const grant = await delegatedGrant({ interface: 'Records', method: 'Query' });
     const query = (filter) => recordsQuery(app, filter, { delegatedGrant: grant.dataEncodedMessage });
     const asApp = await h.send(alice.did, await query({ protocol: NOTES.protocol }), { expect: 200 });
@@ -171,7 +171,7 @@ describe('author-delegated grants: reading, querying, subscribing, deleting, con
     await h.send(alice.did, await query({ dataFormat: 'application/json' }), { expect: 401 });
   });
 
-  test('RecordsSubscribe: the app gets alice\'s unpublished NOTES events; OTHER (401)', notYetOnDehr, async () => {
+  test('RecordsSubscribe: the app gets alice\'s unpublished NOTES events; OTHER (401)', async () => {
     const grant = await delegatedGrant({ interface: 'Records', method: 'Subscribe' });
     await h.subscribe(alice.did,
       await recordsSubscribe(app, { protocol: OTHER.protocol }, { delegatedGrant: grant.dataEncodedMessage }), { expect: 401 });
@@ -183,7 +183,7 @@ describe('author-delegated grants: reading, querying, subscribing, deleting, con
     await subscription.close();
   });
 
-  test('RecordsDelete: the app deletes a note as alice (202), not OTHER\'s thing (401)', notYetOnDehr, async () => {
+  test('RecordsDelete: the app deletes a note as alice (202), not OTHER\'s thing (401)', async () => {
     const grant = await delegatedGrant({ interface: 'Records', method: 'Delete' });
     const doomed = await noteBy(alice);
     await h.write(alice.did, doomed);
@@ -193,7 +193,7 @@ describe('author-delegated grants: reading, querying, subscribing, deleting, con
       await recordsDelete(app, doomed.message.recordId, { delegatedGrant: grant.dataEncodedMessage }), { expect: 202 });
   });
 
-  test('ProtocolsConfigure: the app configures the granted protocol (202), not another (401)', notYetOnDehr, async () => {
+  test('ProtocolsConfigure: the app configures the granted protocol (202), not another (401)', async () => {
     const scratch = { ...OTHER, protocol: 'https://example.org/delegation/scratch' };
     const grant = await delegatedGrant({ interface: 'Protocols', method: 'Configure', protocol: scratch.protocol });
     await h.send(alice.did, await protocolsConfigure(app, { ...OTHER, published: true },
@@ -264,7 +264,7 @@ describe('owner-delegated grants: alice\'s app keeps copies for her', () => {
     return copy.message;
   }
 
-  test('the app stores bob\'s NOTES record in alice\'s DWN (202); bob stays the author', notYetOnDehr, async () => {
+  test('the app stores bob\'s NOTES record in alice\'s DWN (202); bob stays the author', async () => {
     const grant = await delegatedGrant({ interface: 'Records', method: 'Write' });
     const bobsNote = await noteBy(bob);
     await h.send(alice.did, await ownerDelegateSigned(bobsNote, app.signer, grant.dataEncodedMessage),
@@ -287,7 +287,7 @@ describe('owner-delegated grants: alice\'s app keeps copies for her', () => {
       { data: bobsNote.data, expect: 400 });
   });
 
-  test('a grant for another protocol, or for another method (401)', notYetOnDehr, async () => {
+  test('a grant for another protocol, or for another method (401)', async () => {
     const otherProtocol = await delegatedGrant({ interface: 'Records', method: 'Write', protocol: OTHER.protocol });
     const readGrant = await delegatedGrant({ interface: 'Records', method: 'Read' });
     const bobsNote = await noteBy(bob);
@@ -297,7 +297,7 @@ describe('owner-delegated grants: alice\'s app keeps copies for her', () => {
       { data: bobsNote.data, expect: 401 });
   });
 
-  test('a revoked owner-delegated grant (401)', notYetOnDehr, async () => {
+  test('a revoked owner-delegated grant (401)', async () => {
     const grant = await delegatedGrant({ interface: 'Records', method: 'Write' }, { store: true });
     await h.write(alice.did, await permissionRevocation(alice, grant));
     const bobsNote = await noteBy(bob);
@@ -305,7 +305,7 @@ describe('owner-delegated grants: alice\'s app keeps copies for her', () => {
       { data: bobsNote.data, expect: 401 });
   });
 
-  test('a grant from carol cannot keep records in alice\'s DWN (401)', notYetOnDehr, async () => {
+  test('a grant from carol cannot keep records in alice\'s DWN (401)', async () => {
     const carols = await permissionGrant(carol, app, { interface: 'Records', method: 'Write', protocol: NOTES.protocol }, { delegated: true });
     const bobsNote = await noteBy(bob);
     await h.send(alice.did, await ownerDelegateSigned(bobsNote, app.signer, carols.dataEncodedMessage),

@@ -19,7 +19,7 @@ import {
   recordsQuery, recordsRead, recordsUpdate, recordsWrite, signedMessage,
 } from '../lib/messages.mjs';
 import { permissionGrant } from '../lib/permissions.mjs';
-import { isDehr, notYetOnDehr } from '../lib/target.mjs';
+import { isDehr } from '../lib/target.mjs';
 
 const h = useInterop();
 
@@ -67,18 +67,18 @@ before(async () => {
 });
 
 describe('RecordsWrite', () => {
-  test('a Records.Write grant for NOTES: bob writes a note (202); without the grant id, 401', notYetOnDehr, async () => {
+  test('a Records.Write grant for NOTES: bob writes a note (202); without the grant id, 401', async () => {
     const writeGrant = await grant({ interface: 'Records', method: 'Write' });
     await h.write(alice.did, await noteBy(bob), 401);
     await h.write(alice.did, await noteBy(bob, { permissionGrantId: writeGrant.id }));
   });
 
-  test('…but not in OTHER (401)', notYetOnDehr, async () => {
+  test('…but not in OTHER (401)', async () => {
     const writeGrant = await grant({ interface: 'Records', method: 'Write' });
     await h.write(alice.did, await thingBy(bob, { permissionGrantId: writeGrant.id }), 401);
   });
 
-  test('a Records.Write grant lets bob update a note alice wrote (202)', notYetOnDehr, async () => {
+  test('a Records.Write grant lets bob update a note alice wrote (202)', async () => {
     const writeGrant = await grant({ interface: 'Records', method: 'Write' });
     const alicesNote = await noteBy(alice);
     await h.write(alice.did, alicesNote);
@@ -86,14 +86,14 @@ describe('RecordsWrite', () => {
       { data: await generatedBytes(64, 'bob-update'), permissionGrantId: writeGrant.id }));
   });
 
-  test('a Records.Read grant does not authorize writes (401)', notYetOnDehr, async () => {
+  test('a Records.Read grant does not authorize writes (401)', async () => {
     const readGrant = await grant({ interface: 'Records', method: 'Read' });
     await h.write(alice.did, await noteBy(bob, { permissionGrantId: readGrant.id }), 401);
   });
 });
 
 describe('RecordsRead', () => {
-  test('a Records.Read grant for NOTES: bob reads alice\'s note (200) but not OTHER\'s thing (401)', notYetOnDehr, async () => {
+  test('a Records.Read grant for NOTES: bob reads alice\'s note (200) but not OTHER\'s thing (401)', async () => {
     const readGrant = await grant({ interface: 'Records', method: 'Read' });
     await h.send(alice.did, await recordsRead(bob, { recordId: note.message.recordId }), { expect: 401 });
     const { summary } = await h.send(alice.did,
@@ -103,7 +103,7 @@ describe('RecordsRead', () => {
       await recordsRead(bob, { recordId: thing.message.recordId }, { permissionGrantId: readGrant.id }), { expect: 401 });
   });
 
-  test('a Records.Write grant does not authorize reads (401)', notYetOnDehr, async () => {
+  test('a Records.Write grant does not authorize reads (401)', async () => {
     const writeGrant = await grant({ interface: 'Records', method: 'Write' });
     await h.send(alice.did,
       await recordsRead(bob, { recordId: note.message.recordId }, { permissionGrantId: writeGrant.id }), { expect: 401 });
@@ -214,7 +214,7 @@ describe('ProtocolsConfigure', () => {
     ...definition, types: { ...definition.types, extra: {} }, structure: { ...definition.structure, extra: {} },
   });
 
-  test('a Protocols.Configure grant for one protocol: bob reconfigures it (202), not OTHER (401)', notYetOnDehr, async () => {
+  test('a Protocols.Configure grant for one protocol: bob reconfigures it (202), not OTHER (401)', async () => {
     const scratch = { ...NOTES, protocol: 'https://example.org/grant-access/scratch' };
     await h.send(alice.did, await protocolsConfigure(alice, scratch), { expect: 202 });
     const configureGrant = await grant({ interface: 'Protocols', method: 'Configure', protocol: scratch.protocol });
@@ -226,13 +226,13 @@ describe('ProtocolsConfigure', () => {
     assert.equal(summary.entries.length, 1);
   });
 
-  test('an unrestricted Protocols.Configure grant: bob installs a new protocol (202)', notYetOnDehr, async () => {
+  test('an unrestricted Protocols.Configure grant: bob installs a new protocol (202)', async () => {
     const configureGrant = await grant({ interface: 'Protocols', method: 'Configure', protocol: undefined });
     const fresh = { ...OTHER, protocol: 'https://example.org/grant-access/fresh' };
     await h.send(alice.did, await protocolsConfigure(bob, fresh, { permissionGrantId: configureGrant.id }), { expect: 202 });
   });
 
-  test('a Protocols.Query grant does not authorize configuring (401)', notYetOnDehr, async () => {
+  test('a Protocols.Query grant does not authorize configuring (401)', async () => {
     const queryGrant = await grant({ interface: 'Protocols', method: 'Query' });
     await h.send(alice.did, await protocolsConfigure(bob, edited(NOTES), { permissionGrantId: queryGrant.id }), { expect: 401 });
   });
@@ -244,26 +244,26 @@ describe('ProtocolsQuery', () => {
     return summary.entries?.length;
   };
 
-  test('a Protocols.Query grant for NOTES: bob sees the unpublished NOTES definition', notYetOnDehr, async () => {
+  test('a Protocols.Query grant for NOTES: bob sees the unpublished NOTES definition', async () => {
     const queryGrant = await grant({ interface: 'Protocols', method: 'Query' });
     assert.equal(await count(bob, { protocol: NOTES.protocol }), 0);
     assert.equal(await count(bob, { protocol: NOTES.protocol }, { permissionGrantId: queryGrant.id }), 1);
   });
 
-  test('out of scope (OTHER, or no filter), the reply falls back to published definitions (200, none)', notYetOnDehr, async () => {
+  test('out of scope (OTHER, or no filter), the reply falls back to published definitions (200, none)', async () => {
     const queryGrant = await grant({ interface: 'Protocols', method: 'Query' });
     assert.equal(await count(bob, { protocol: OTHER.protocol }, { permissionGrantId: queryGrant.id }), 0);
     assert.equal(await count(bob, undefined, { permissionGrantId: queryGrant.id }), 0);
   });
 
-  test('an expired Protocols.Query grant is refused outright (401), unlike an out-of-scope one', notYetOnDehr, async () => {
+  test('an expired Protocols.Query grant is refused outright (401), unlike an out-of-scope one', async () => {
     const expired = await grant({ interface: 'Protocols', method: 'Query' }, { dateExpires: nextTimestamp() });
     await count(bob, { protocol: NOTES.protocol }, { permissionGrantId: expired.id }, 401);
   });
 });
 
 describe('MessagesQuery', () => {
-  test('a Messages.Query grant for NOTES: NOTES filters pass (200), OTHER or mixed filters are refused (401)', notYetOnDehr, async () => {
+  test('a Messages.Query grant for NOTES: NOTES filters pass (200), OTHER or mixed filters are refused (401)', async () => {
     const queryGrant = await grant({ interface: 'Messages', method: 'Query' });
     await h.send(alice.did, await messagesQuery(bob, [{ protocol: NOTES.protocol }]), { expect: 401 });
     const { summary } = await h.send(alice.did,
@@ -277,7 +277,7 @@ describe('MessagesQuery', () => {
       { expect: 401 });
   });
 
-  test('an unrestricted Messages.Query grant sees what the owner sees', notYetOnDehr, async () => {
+  test('an unrestricted Messages.Query grant sees what the owner sees', async () => {
     const queryGrant = await grant({ interface: 'Messages', method: 'Query', protocol: undefined });
     const granted = await h.send(alice.did, await messagesQuery(bob, [{ interface: 'Records' }], { permissionGrantId: queryGrant.id }),
       { expect: 200 });
@@ -285,7 +285,7 @@ describe('MessagesQuery', () => {
     assert.deepEqual(granted.summary.entries, owner.summary.entries);
   });
 
-  test('a Messages.Read grant does not authorize queries (401)', notYetOnDehr, async () => {
+  test('a Messages.Read grant does not authorize queries (401)', async () => {
     const readGrant = await grant({ interface: 'Messages', method: 'Read' });
     await h.send(alice.did,
       await messagesQuery(bob, [{ protocol: NOTES.protocol }], { permissionGrantId: readGrant.id }), { expect: 401 });
@@ -300,26 +300,26 @@ describe('MessagesRead', () => {
 
   before(async () => { readGrant = await grant({ interface: 'Messages', method: 'Read' }); });
 
-  test('a Messages.Read grant for NOTES: a NOTES record with its data (200); OTHER\'s (401)', notYetOnDehr, async () => {
+  test('a Messages.Read grant for NOTES: a NOTES record with its data (200); OTHER\'s (401)', async () => {
     await h.send(alice.did, await read(note.message, null), { expect: 401 });
     const { summary } = await h.send(alice.did, await read(note.message), { expect: 200 });
     assert.notEqual(summary.entry.data, null, 'MessagesRead returns the record data');
     await h.send(alice.did, await read(thing.message), { expect: 401 });
   });
 
-  test('the NOTES definition (200) but not OTHER\'s (401)', notYetOnDehr, async () => {
+  test('the NOTES definition (200) but not OTHER\'s (401)', async () => {
     await h.send(alice.did, await read(notesConfigure), { expect: 200 });
     await h.send(alice.did, await read(otherConfigure), { expect: 401 });
   });
 
-  test('permission records tagged with NOTES (200), others (401)', notYetOnDehr, async () => {
+  test('permission records tagged with NOTES (200), others (401)', async () => {
     await h.send(alice.did, await read(readGrant.message), { expect: 200 });
     const otherGrant = await permissionGrant(alice, carol, { interface: 'Records', method: 'Read', protocol: OTHER.protocol });
     await h.write(alice.did, otherGrant);
     await h.send(alice.did, await read(otherGrant.message), { expect: 401 });
   });
 
-  test('the RecordsDelete of a NOTES record (200)', notYetOnDehr, async () => {
+  test('the RecordsDelete of a NOTES record (200)', async () => {
     const doomed = await noteBy(alice);
     await h.write(alice.did, doomed);
     const deletion = await recordsDelete(alice, doomed.message.recordId);
@@ -337,14 +337,14 @@ describe('MessagesRead', () => {
     else await h.send(alice.did, stranger, { expect: 404 });
   });
 
-  test('a Messages.Query grant does not authorize reads (401)', notYetOnDehr, async () => {
+  test('a Messages.Query grant does not authorize reads (401)', async () => {
     const queryGrant = await grant({ interface: 'Messages', method: 'Query' });
     await h.send(alice.did, await read(note.message, queryGrant.id), { expect: 401 });
   });
 });
 
 describe('MessagesSubscribe', () => {
-  test('a Messages.Subscribe grant for NOTES: events for NOTES only; an OTHER filter is refused (401)', notYetOnDehr, async () => {
+  test('a Messages.Subscribe grant for NOTES: events for NOTES only; an OTHER filter is refused (401)', async () => {
     const subscribeGrant = await grant({ interface: 'Messages', method: 'Subscribe' });
     await h.subscribe(alice.did,
       await messagesSubscribe(bob, [{ protocol: OTHER.protocol }], { permissionGrantId: subscribeGrant.id }), { expect: 401 });
@@ -360,7 +360,7 @@ describe('MessagesSubscribe', () => {
 });
 
 describe('grants that are not bob\'s to use', () => {
-  test('a grant carol wrote in her own DWN means nothing in alice\'s (401)', notYetOnDehr, async () => {
+  test('a grant carol wrote in her own DWN means nothing in alice\'s (401)', async () => {
     // The permissions protocol is built in: carol needs no ProtocolsConfigure to store a grant.
     const carolsGrant = await permissionGrant(carol, bob, { interface: 'Records', method: 'Read', protocol: NOTES.protocol });
     await h.write(carol.did, carolsGrant);
@@ -368,13 +368,13 @@ describe('grants that are not bob\'s to use', () => {
       await recordsRead(bob, { recordId: note.message.recordId }, { permissionGrantId: carolsGrant.id }), { expect: 401 });
   });
 
-  test('a grant alice gave bob, invoked by carol (401)', notYetOnDehr, async () => {
+  test('a grant alice gave bob, invoked by carol (401)', async () => {
     const bobsGrant = await grant({ interface: 'Messages', method: 'Query' });
     await h.send(alice.did,
       await messagesQuery(carol, [{ protocol: NOTES.protocol }], { permissionGrantId: bobsGrant.id }), { expect: 401 });
   });
 
-  test('a message dated before the grant (401)', notYetOnDehr, async () => {
+  test('a message dated before the grant (401)', async () => {
     const early = nextTimestamp();
     const readGrant = await grant({ interface: 'Records', method: 'Read' });
     await h.send(alice.did, await recordsRead(bob, { recordId: note.message.recordId },

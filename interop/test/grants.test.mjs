@@ -12,7 +12,7 @@ import { bytesData, jsonData } from '../lib/data.mjs';
 import { useInterop } from '../lib/harness.mjs';
 import { nextTimestamp, protocolsConfigure, recordsRead, recordsWrite } from '../lib/messages.mjs';
 import { loadProtocol } from '../lib/protocols.mjs';
-import { isDehr, notYetOnDehr } from '../lib/target.mjs';
+import { isDehr } from '../lib/target.mjs';
 
 const h = useInterop();
 const DATE_EXPIRES = '2100-01-01T00:00:00.000000Z';
@@ -42,9 +42,6 @@ const messagesQuery = async (actor, filters, permissionGrantId) => (await Messag
   signer: actor.signer, filters, permissionGrantId, messageTimestamp: nextTimestamp(),
 })).message;
 
-// Permission grants and the Messages interface are the next milestone of dehr (issue "DWN node,
-// part 2"); until then these run as `todo` against dehr: see `notYetOnDehr` in lib/target.mjs.
-
 describe('grants scoped to one protocol', () => {
   let alice, bob, carol, freeForAll, chat, post, thread;
 
@@ -60,7 +57,7 @@ describe('grants scoped to one protocol', () => {
     await h.write(alice.did, thread);
   });
 
-  test('RecordsRead with a Records.Read grant for the protocol (200); without it, 401', notYetOnDehr, async () => {
+  test('RecordsRead with a Records.Read grant for the protocol (200); without it, 401', async () => {
     const readGrant = await grant(alice, bob, { interface: 'Records', method: 'Read', protocol: chat });
     await h.send(alice.did, await recordsRead(bob, { recordId: thread.message.recordId }), { expect: 401 });
     await h.send(alice.did,
@@ -70,7 +67,7 @@ describe('grants scoped to one protocol', () => {
       await recordsRead(bob, { recordId: post.message.recordId }, { permissionGrantId: readGrant.recordId }), { expect: 401 });
   });
 
-  test('MessagesQuery and MessagesRead inside the scope; other protocols refused (401)', notYetOnDehr, async () => {
+  test('MessagesQuery and MessagesRead inside the scope; other protocols refused (401)', async () => {
     const queryGrant = await grant(alice, carol, { interface: 'Messages', method: 'Query', protocol: freeForAll });
     const readGrant = await grant(alice, carol, { interface: 'Messages', method: 'Read', protocol: freeForAll });
 
@@ -87,7 +84,7 @@ describe('grants scoped to one protocol', () => {
     await h.send(alice.did, await read(thread.message), { expect: 401 });
   });
 
-  test('MessagesQuery with no filters under a protocol grant [reference is wrong: returns everything]', notYetOnDehr, async () => {
+  test('MessagesQuery with no filters under a protocol grant [reference is wrong: returns everything]', async () => {
     const { dave } = await createActors('dave');
     const queryGrant = await grant(alice, dave, { interface: 'Messages', method: 'Query', protocol: freeForAll });
     const everything = await messagesQuery(dave, [], queryGrant.recordId);
@@ -106,7 +103,7 @@ describe('grants scoped to one protocol', () => {
     }
   });
 
-  test('after revocation, the grant no longer works (401)', notYetOnDehr, async () => {
+  test('after revocation, the grant no longer works (401)', async () => {
     const { erin } = await createActors('erin');
     const queryGrant = await grant(alice, erin, { interface: 'Messages', method: 'Query', protocol: freeForAll });
     await h.send(alice.did, await messagesQuery(erin, [{ protocol: freeForAll }], queryGrant.recordId), { expect: 200 });
@@ -114,13 +111,13 @@ describe('grants scoped to one protocol', () => {
     await h.send(alice.did, await messagesQuery(erin, [{ protocol: freeForAll }], queryGrant.recordId), { expect: 401 });
   });
 
-  test('a grant used by someone else is refused (401)', notYetOnDehr, async () => {
+  test('a grant used by someone else is refused (401)', async () => {
     const { frank } = await createActors('frank');
     const queryGrant = await grant(alice, bob, { interface: 'Messages', method: 'Query', protocol: freeForAll });
     await h.send(alice.did, await messagesQuery(frank, [{ protocol: freeForAll }], queryGrant.recordId), { expect: 401 });
   });
 
-  test('a message timestamped before the grant is refused (401)', notYetOnDehr, async () => {
+  test('a message timestamped before the grant is refused (401)', async () => {
     const { gina } = await createActors('gina');
     const beforeGrant = nextTimestamp();
     const queryGrant = await grant(alice, gina, { interface: 'Messages', method: 'Query', protocol: freeForAll });

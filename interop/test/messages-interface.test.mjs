@@ -17,7 +17,6 @@ import {
   recordsWrite, signedMessage, unsigned,
 } from '../lib/messages.mjs';
 import { permissionGrant } from '../lib/permissions.mjs';
-import { notYetOnDehr } from '../lib/target.mjs';
 
 const h = useInterop();
 
@@ -68,36 +67,36 @@ describe('MessagesQuery filters', () => {
   });
 
   // Written in a test, not in `before`: a node without permission grants would fail the whole group.
-  test('alice writes a grant tagged with NOTES (202)', notYetOnDehr, async () => {
+  test('alice writes a grant tagged with NOTES (202)', async () => {
     await h.write(alice.did, grant);
   });
 
-  test('no filters: the whole log in order', notYetOnDehr, async () => {
+  test('no filters: the whole log in order', async () => {
     const all = await query(alice, []);
     assert.deepEqual(all, await cids([notesConfigure, otherConfigure, note.message, comment.message, thing.message,
       diary.message, deletion, grant.message]));
   });
 
-  test('interface Protocols: the two configures', notYetOnDehr, async () => {
+  test('interface Protocols: the two configures', async () => {
     assert.deepEqual(await query(alice, [{ interface: 'Protocols' }]), await cids([notesConfigure, otherConfigure]));
   });
 
-  test('interface Records and method Delete: the delete only', notYetOnDehr, async () => {
+  test('interface Records and method Delete: the delete only', async () => {
     assert.deepEqual(await query(alice, [{ interface: 'Records', method: 'Delete' }]), await cids([deletion]));
   });
 
-  test('method Write: every RecordsWrite, the grant included', notYetOnDehr, async () => {
+  test('method Write: every RecordsWrite, the grant included', async () => {
     const writes = await query(alice, [{ method: 'Write' }]);
     assert.ok(writes.includes(await messageCid(grant.message)));
     assert.ok(!writes.includes(await messageCid(notesConfigure)));
   });
 
-  test('protocol NOTES: its configure, its records and the grant tagged with it', notYetOnDehr, async () => {
+  test('protocol NOTES: its configure, its records and the grant tagged with it', async () => {
     assert.deepEqual(await query(alice, [{ protocol: NOTES.protocol }]),
       await cids([notesConfigure, note.message, comment.message, grant.message]));
   });
 
-  test('messageTimestamp from (inclusive), to (exclusive), and both', notYetOnDehr, async () => {
+  test('messageTimestamp from (inclusive), to (exclusive), and both', async () => {
     const from = await query(alice, [{ messageTimestamp: { from: note.message.descriptor.messageTimestamp } }]);
     assert.equal(from[0], await messageCid(note.message));
     const to = await query(alice, [{ messageTimestamp: { to: note.message.descriptor.messageTimestamp } }]);
@@ -106,17 +105,17 @@ describe('MessagesQuery filters', () => {
     assert.deepEqual(between, await cids([note.message, comment.message]));
   });
 
-  test('protocol with messageTimestamp also bounds the tagged permission records', notYetOnDehr, async () => {
+  test('protocol with messageTimestamp also bounds the tagged permission records', async () => {
     const early = await query(alice, [{ protocol: NOTES.protocol, messageTimestamp: { to: t.afterNotes } }]);
     assert.deepEqual(early, await cids([notesConfigure, note.message, comment.message]));
   });
 
-  test('several filters are OR-ed', notYetOnDehr, async () => {
+  test('several filters are OR-ed', async () => {
     const either = await query(alice, [{ protocol: OTHER.protocol }, { method: 'Delete' }]);
     assert.deepEqual(either, await cids([otherConfigure, thing.message, deletion]));
   });
 
-  test('a filter nothing matches: no entries and no cursor', notYetOnDehr, async () => {
+  test('a filter nothing matches: no entries and no cursor', async () => {
     const { summary } = await h.send(alice.did, await messagesQuery(alice, [{ protocol: 'https://example.org/none' }]), { expect: 200 });
     assert.deepEqual(summary.entries, []);
     assert.equal(summary.cursor, null);
@@ -130,7 +129,7 @@ describe('MessagesQuery filters', () => {
     await h.send(alice.did, await withFilters([{ protocol: 'example.org/messages/notes' }]), { expect: 400 });
   });
 
-  test('a stranger is refused (401); an unsigned query is malformed (400)', notYetOnDehr, async () => {
+  test('a stranger is refused (401); an unsigned query is malformed (400)', async () => {
     await h.send(alice.did, await messagesQuery(bob, []), { expect: 401 });
     await h.send(alice.did, unsigned(await messagesQuery(alice, [])), { expect: 400 });
   });
@@ -146,7 +145,7 @@ describe('MessagesQuery cursor', () => {
     }, { expect: 200 });
   }
 
-  test('a query resumed from the last cursor lists only what came after', notYetOnDehr, async () => {
+  test('a query resumed from the last cursor lists only what came after', async () => {
     const { alice } = await createActors('alice');
     const first = [await recordsWrite(alice, { schema: DIARY }), await recordsWrite(alice, { schema: DIARY })];
     for (const written of first) await h.write(alice.did, written);
@@ -163,7 +162,7 @@ describe('MessagesQuery cursor', () => {
     assert.deepEqual(page3.summary.entries, []);
   });
 
-  test('a cursor with a filter: only later matching events', notYetOnDehr, async () => {
+  test('a cursor with a filter: only later matching events', async () => {
     const { alice } = await createActors('alice');
     await h.send(alice.did, await protocolsConfigure(alice, NOTES), { expect: 202 });
     const page1 = await resume(alice, [{ protocol: NOTES.protocol }]);
@@ -177,7 +176,7 @@ describe('MessagesQuery cursor', () => {
 });
 
 describe('the log after updates, deletes, prunes and reconfigurations', () => {
-  test('updates: the initial write and the newest write stay, the ones between go', notYetOnDehr, async () => {
+  test('updates: the initial write and the newest write stay, the ones between go', async () => {
     const { alice } = await createActors('alice');
     const v1 = await recordsWrite(alice, { schema: DIARY });
     await h.write(alice.did, v1);
@@ -190,7 +189,7 @@ describe('the log after updates, deletes, prunes and reconfigurations', () => {
     await h.send(alice.did, await messagesRead(alice, await messageCid(v2.message)), { expect: 404 });
   });
 
-  test('a delete: the initial write and the delete stay', notYetOnDehr, async () => {
+  test('a delete: the initial write and the delete stay', async () => {
     const { alice } = await createActors('alice');
     const v1 = await recordsWrite(alice, { schema: DIARY });
     await h.write(alice.did, v1);
@@ -201,7 +200,7 @@ describe('the log after updates, deletes, prunes and reconfigurations', () => {
     assert.deepEqual(await query(alice, []), await cids([v1.message, deletion]));
   });
 
-  test('a prune: the children\'s messages leave the log', notYetOnDehr, async () => {
+  test('a prune: the children\'s messages leave the log', async () => {
     const { alice } = await createActors('alice');
     const configure = await protocolsConfigure(alice, NOTES);
     await h.send(alice.did, configure, { expect: 202 });
@@ -221,7 +220,7 @@ describe('the log after updates, deletes, prunes and reconfigurations', () => {
     await h.send(alice.did, await messagesRead(alice, await messageCid(comments[0])), { expect: 404 });
   });
 
-  test('a newer ProtocolsConfigure replaces the older one', notYetOnDehr, async () => {
+  test('a newer ProtocolsConfigure replaces the older one', async () => {
     const { alice } = await createActors('alice');
     const older = await protocolsConfigure(alice, NOTES);
     await h.send(alice.did, older, { expect: 202 });
@@ -238,7 +237,7 @@ describe('MessagesRead', () => {
   const read = async (reader, message, expect, tenant = alice) =>
     (await h.send(tenant.did, await messagesRead(reader, await messageCid(message)), { expect })).summary;
 
-  test('a RecordsWrite with small data: the message and its data', notYetOnDehr, async () => {
+  test('a RecordsWrite with small data: the message and its data', async () => {
     const written = await recordsWrite(alice, { schema: DIARY, data: bytesData('dear diary') });
     await h.write(alice.did, written);
     const { entry } = await read(alice, written.message, 200);
@@ -247,21 +246,21 @@ describe('MessagesRead', () => {
     assert.equal(entry.data.size, 'dear diary'.length);
   });
 
-  test('a RecordsWrite with 30,001 bytes (kept in the data store): the data streams back', notYetOnDehr, async () => {
+  test('a RecordsWrite with 30,001 bytes (kept in the data store): the data streams back', async () => {
     const written = await recordsWrite(alice, { schema: DIARY, data: await generatedBytes(30_001, 'messages-read'), dataFormat: 'application/octet-stream' });
     await h.write(alice.did, written);
     const { entry } = await read(alice, written.message, 200);
     assert.equal(entry.data.size, 30_001);
   });
 
-  test('a RecordsWrite with 1 MB of data', notYetOnDehr, async () => {
+  test('a RecordsWrite with 1 MB of data', async () => {
     const written = await recordsWrite(alice, { schema: DIARY, data: generatedData(1024 * 1024, 'messages-read-1mb'), dataFormat: 'application/octet-stream' });
     await h.write(alice.did, written);
     const { entry } = await read(alice, written.message, 200);
     assert.equal(entry.data.size, 1024 * 1024);
   });
 
-  test('the initial write of an updated record, and the update', notYetOnDehr, async () => {
+  test('the initial write of an updated record, and the update', async () => {
     const v1 = await recordsWrite(alice, { schema: DIARY, data: bytesData('first') });
     await h.write(alice.did, v1);
     const v2 = await recordsUpdate(alice, v1.message, { data: bytesData('second') });
@@ -270,14 +269,14 @@ describe('MessagesRead', () => {
     assert.equal((await read(alice, v2.message, 200)).entry.data.size, 'second'.length);
   });
 
-  test('a RecordsWrite stored without data (204): the message, no data', notYetOnDehr, async () => {
+  test('a RecordsWrite stored without data (204): the message, no data', async () => {
     const written = await recordsWrite(alice, { schema: DIARY });
     await h.send(alice.did, written.message, { expect: 204 });
     const { entry } = await read(alice, written.message, 200);
     assert.equal(entry.data, null);
   });
 
-  test('a ProtocolsConfigure and a RecordsDelete: the message, no data', notYetOnDehr, async () => {
+  test('a ProtocolsConfigure and a RecordsDelete: the message, no data', async () => {
     const configure = await protocolsConfigure(alice, OTHER);
     await h.send(alice.did, configure, { expect: 202 });
     assert.equal((await read(alice, configure, 200)).entry.data, null);
@@ -288,7 +287,7 @@ describe('MessagesRead', () => {
     assert.equal((await read(alice, deletion, 200)).entry.data, null);
   });
 
-  test('a CID that is not stored (404), or stored in another tenant (404)', notYetOnDehr, async () => {
+  test('a CID that is not stored (404), or stored in another tenant (404)', async () => {
     const never = await recordsWrite(alice, { schema: DIARY });
     await read(alice, never.message, 404);
     const bobs = await recordsWrite(bob, { schema: DIARY });
@@ -296,7 +295,7 @@ describe('MessagesRead', () => {
     await read(alice, bobs.message, 404);
   });
 
-  test('a stranger: 401 for a stored CID', notYetOnDehr, async () => {
+  test('a stranger: 401 for a stored CID', async () => {
     const written = await recordsWrite(alice, { schema: DIARY, published: true });
     await h.write(alice.did, written);
     await read(bob, written.message, 401);
@@ -309,7 +308,7 @@ describe('MessagesRead', () => {
 });
 
 describe('MessagesSubscribe over WebSocket', () => {
-  test('the owner gets every event (configure, write, update, delete) in order; close stops them', notYetOnDehr, async () => {
+  test('the owner gets every event (configure, write, update, delete) in order; close stops them', async () => {
     const { alice } = await createActors('alice');
     const subscription = await h.subscribe(alice.did, await messagesSubscribe(alice, []), { expect: 200 });
     await h.send(alice.did, await protocolsConfigure(alice, NOTES), { expect: 202 });
@@ -326,7 +325,7 @@ describe('MessagesSubscribe over WebSocket', () => {
     await subscription.expectEvents(4);
   });
 
-  test('a protocol filter: that protocol\'s configure and records, and the grants tagged with it', notYetOnDehr, async () => {
+  test('a protocol filter: that protocol\'s configure and records, and the grants tagged with it', async () => {
     const { alice, bob } = await createActors('alice', 'bob');
     const subscription = await h.subscribe(alice.did, await messagesSubscribe(alice, [{ protocol: NOTES.protocol }]), { expect: 200 });
     await h.send(alice.did, await protocolsConfigure(alice, NOTES), { expect: 202 });
@@ -339,7 +338,7 @@ describe('MessagesSubscribe over WebSocket', () => {
     await subscription.close();
   });
 
-  test('an interface filter: configures only', notYetOnDehr, async () => {
+  test('an interface filter: configures only', async () => {
     const { alice } = await createActors('alice');
     const subscription = await h.subscribe(alice.did, await messagesSubscribe(alice, [{ interface: 'Protocols' }]), { expect: 200 });
     await h.write(alice.did, await recordsWrite(alice, { schema: DIARY }));
@@ -348,7 +347,7 @@ describe('MessagesSubscribe over WebSocket', () => {
     await subscription.close();
   });
 
-  test('events of other tenants never arrive', notYetOnDehr, async () => {
+  test('events of other tenants never arrive', async () => {
     const { alice, bob } = await createActors('alice', 'bob');
     const subscription = await h.subscribe(alice.did, await messagesSubscribe(alice, []), { expect: 200 });
     await h.write(bob.did, await recordsWrite(bob, { schema: DIARY }));
@@ -357,7 +356,7 @@ describe('MessagesSubscribe over WebSocket', () => {
     await subscription.close();
   });
 
-  test('a stranger\'s subscription is refused (401)', notYetOnDehr, async () => {
+  test('a stranger\'s subscription is refused (401)', async () => {
     const { alice, bob } = await createActors('alice', 'bob');
     await h.subscribe(alice.did, await messagesSubscribe(bob, []), { expect: 401 });
   });

@@ -21,7 +21,7 @@ import {
   FAR_FUTURE, permissionGrant, permissionRequest, permissionRevocation, rawGrant,
 } from '../lib/permissions.mjs';
 import { sendMessage } from '../lib/rpc.mjs';
-import { isDehr, notYetOnDehr } from '../lib/target.mjs';
+import { isDehr } from '../lib/target.mjs';
 
 const h = useInterop();
 const PERMISSIONS = PermissionsProtocol.uri;
@@ -67,7 +67,7 @@ describe('permission records in the grantor\'s DWN', () => {
   let p;
   before(async () => { p = await setup(); });
 
-  test('the owner writes a grant (202); the grantee reads and queries it; a stranger may not', notYetOnDehr, async () => {
+  test('the owner writes a grant (202); the grantee reads and queries it; a stranger may not', async () => {
     const grant = await permissionGrant(p.alice, p.bob, { interface: 'Records', method: 'Read', protocol: NOTES.protocol });
     await h.write(p.alice.did, grant);
     await h.send(p.alice.did, await recordsRead(p.bob, { recordId: grant.id }), { expect: 200 });
@@ -80,7 +80,7 @@ describe('permission records in the grantor\'s DWN', () => {
     assert.equal((await grantsOf(p.carol)).length, 0, 'a stranger lists nothing');
   });
 
-  test('anyone writes a request into the grantor\'s DWN (202); the owner lists it and answers with a grant', notYetOnDehr, async () => {
+  test('anyone writes a request into the grantor\'s DWN (202); the owner lists it and answers with a grant', async () => {
     const scope = { interface: 'Records', method: 'Write', protocol: NOTES.protocol };
     const request = await permissionRequest(p.bob, scope, { description: 'let me write notes' });
     assert.deepEqual(request.message.descriptor.tags, { protocol: NOTES.protocol });
@@ -102,14 +102,14 @@ describe('permission records in the grantor\'s DWN', () => {
     await h.write(p.alice.did, await request({ protocol: OTHER.protocol }), 400);
   });
 
-  test('only the owner writes grants into her DWN: bob granting himself is refused (401)', notYetOnDehr, async () => {
+  test('only the owner writes grants into her DWN: bob granting himself is refused (401)', async () => {
     const selfGrant = await permissionGrant(p.bob, p.bob, { interface: 'Records', method: 'Read', protocol: NOTES.protocol });
     await h.write(p.alice.did, selfGrant, 401);
     // …and a grant bob wrote cannot be used either.
     await h.send(p.alice.did, await readAs(p.bob, p.note1, selfGrant), { expect: 401 });
   });
 
-  test('a grant at the permissions protocol\'s `request` path is no grant (401 when used)', notYetOnDehr, async () => {
+  test('a grant at the permissions protocol\'s `request` path is no grant (401 when used)', async () => {
     // A request record carries the same data shape; fetchGrant insists on protocolPath `grant`.
     const request = await permissionRequest(p.bob, { interface: 'Records', method: 'Read', protocol: NOTES.protocol });
     await h.write(p.alice.did, request);
@@ -166,13 +166,13 @@ describe('grant data and tags are validated', () => {
   crashesReference('a scope protocol that is not a normalized URL',
     () => rawGrant(p.alice, p.bob, { dateExpires: FAR_FUTURE, scope: { ...scope(), protocol: 'example.org/notes' } }));
 
-  test('a protocol tag on a grant whose scope has no protocol is accepted (202)', notYetOnDehr, async () => {
+  test('a protocol tag on a grant whose scope has no protocol is accepted (202)', async () => {
     await h.write(p.alice.did, await rawGrant(p.alice, p.bob,
       { dateExpires: FAR_FUTURE, scope: { interface: 'Protocols', method: 'Query' } }, { tags: { protocol: NOTES.protocol } }));
   });
 
   test('a Records grant with no protocol (PermissionsProtocol.createGrant refuses to build one) is accepted (202) '
-    + 'and covers flat records', notYetOnDehr, async () => {
+    + 'and covers flat records', async () => {
     // The JSON schema makes `protocol` optional in Records scopes; only the SDK helper insists.
     const unscoped = await rawGrant(p.alice, p.bob, { dateExpires: FAR_FUTURE, scope: { interface: 'Records', method: 'Read' } });
     await h.write(p.alice.did, unscoped);
@@ -196,7 +196,7 @@ describe('scope shapes', () => {
     return grant;
   };
 
-  test('Records scope by protocol: every record of the protocol, no other', notYetOnDehr, async () => {
+  test('Records scope by protocol: every record of the protocol, no other', async () => {
     const grant = await granted({ interface: 'Records', method: 'Read', protocol: NOTES.protocol });
     await h.send(p.alice.did, await readAs(p.bob, p.note1, grant), { expect: 200 });
     await h.send(p.alice.did, await readAs(p.bob, p.comment2, grant), { expect: 200 });
@@ -205,13 +205,13 @@ describe('scope shapes', () => {
     await h.send(p.alice.did, await readAs(p.bob, thing.message, grant), { expect: 401 });
   });
 
-  test('Records scope by protocolPath: notes but not comments', notYetOnDehr, async () => {
+  test('Records scope by protocolPath: notes but not comments', async () => {
     const grant = await granted({ interface: 'Records', method: 'Read', protocol: NOTES.protocol, protocolPath: 'note' });
     await h.send(p.alice.did, await readAs(p.bob, p.note2, grant), { expect: 200 });
     await h.send(p.alice.did, await readAs(p.bob, p.comment2, grant), { expect: 401 });
   });
 
-  test('Records scope by contextId: the first note\'s thread only', notYetOnDehr, async () => {
+  test('Records scope by contextId: the first note\'s thread only', async () => {
     const grant = await granted({ interface: 'Records', method: 'Read', protocol: NOTES.protocol, contextId: p.note1.contextId });
     await h.send(p.alice.did, await readAs(p.bob, p.note1, grant), { expect: 200 });
     await h.send(p.alice.did, await readAs(p.bob, p.comment1, grant), { expect: 200 });
@@ -219,7 +219,7 @@ describe('scope shapes', () => {
     await h.send(p.alice.did, await readAs(p.bob, p.comment2, grant), { expect: 401 });
   });
 
-  test('Records.Write scope by protocolPath: bob writes notes, not comments', notYetOnDehr, async () => {
+  test('Records.Write scope by protocolPath: bob writes notes, not comments', async () => {
     const grant = await granted({ interface: 'Records', method: 'Write', protocol: NOTES.protocol, protocolPath: 'note' });
     const write = (path, parent) => recordsWrite(p.bob, {
       protocol: NOTES.protocol, protocolPath: path, parentContextId: parent?.contextId, permissionGrantId: grant.id,
@@ -228,7 +228,7 @@ describe('scope shapes', () => {
     await h.write(p.alice.did, await write('note/comment', p.note1), 401);
   });
 
-  test('Protocols scope without protocol: bob sees every (unpublished) definition', notYetOnDehr, async () => {
+  test('Protocols scope without protocol: bob sees every (unpublished) definition', async () => {
     await h.send(p.alice.did, await protocolsQuery(p.bob, { protocol: NOTES.protocol }), { expect: 200 }); // published only: none
     const grant = await granted({ interface: 'Protocols', method: 'Query' });
     const { summary } = await h.send(p.alice.did,
@@ -236,7 +236,7 @@ describe('scope shapes', () => {
     assert.equal(summary.entries.length, 2);
   });
 
-  test('Messages scope with protocol: filters must name it; without protocol: everything', notYetOnDehr, async () => {
+  test('Messages scope with protocol: filters must name it; without protocol: everything', async () => {
     const scoped = await granted({ interface: 'Messages', method: 'Query', protocol: NOTES.protocol });
     const inScope = await h.send(p.alice.did,
       await messagesQuery(p.bob, [{ protocol: NOTES.protocol }], { permissionGrantId: scoped.id }), { expect: 200 });
@@ -263,7 +263,7 @@ describe('conditions, expiry and revocation', () => {
     protocol: NOTES.protocol, protocolPath: 'note', permissionGrantId: grant.id, ...options,
   });
 
-  test('conditions.publication Required: only published writes (401 otherwise)', notYetOnDehr, async () => {
+  test('conditions.publication Required: only published writes (401 otherwise)', async () => {
     const grant = await permissionGrant(p.alice, p.bob,
       { interface: 'Records', method: 'Write', protocol: NOTES.protocol }, { conditions: { publication: 'Required' } });
     await h.write(p.alice.did, grant);
@@ -271,7 +271,7 @@ describe('conditions, expiry and revocation', () => {
     await h.write(p.alice.did, await noteBy(p.bob, grant, { published: true }));
   });
 
-  test('conditions.publication Prohibited: only unpublished writes (401 otherwise)', notYetOnDehr, async () => {
+  test('conditions.publication Prohibited: only unpublished writes (401 otherwise)', async () => {
     const grant = await permissionGrant(p.alice, p.carol,
       { interface: 'Records', method: 'Write', protocol: NOTES.protocol }, { conditions: { publication: 'Prohibited' } });
     await h.write(p.alice.did, grant);
@@ -279,7 +279,7 @@ describe('conditions, expiry and revocation', () => {
     await h.write(p.alice.did, await noteBy(p.carol, grant));
   });
 
-  test('a grant whose dateExpires is already past is stored (202) but authorizes nothing (401)', notYetOnDehr, async () => {
+  test('a grant whose dateExpires is already past is stored (202) but authorizes nothing (401)', async () => {
     const { dave } = await createActors('dave');
     const past = nextTimestamp();
     const grant = await permissionGrant(p.alice, dave, { interface: 'Records', method: 'Read', protocol: NOTES.protocol },
@@ -288,7 +288,7 @@ describe('conditions, expiry and revocation', () => {
     await h.send(p.alice.did, await readAs(dave, p.note1, grant), { expect: 401 });
   });
 
-  test('dateExpires is exclusive: a message stamped one second before works, one stamped at it does not', notYetOnDehr, async () => {
+  test('dateExpires is exclusive: a message stamped one second before works, one stamped at it does not', async () => {
     const { erin } = await createActors('erin');
     const granted = nextTimestamp();
     const lastGoodSecond = nextTimestamp();
@@ -301,7 +301,7 @@ describe('conditions, expiry and revocation', () => {
     await h.send(p.alice.did, await readAs(erin, p.note1, grant, { messageTimestamp: expiry }), { expect: 401 });
   });
 
-  test('a revocation takes effect on the next request; messages stamped before it still pass', notYetOnDehr, async () => {
+  test('a revocation takes effect on the next request; messages stamped before it still pass', async () => {
     const { frank } = await createActors('frank');
     const grant = await permissionGrant(p.alice, frank, { interface: 'Records', method: 'Read', protocol: NOTES.protocol });
     await h.write(p.alice.did, grant);
@@ -316,7 +316,7 @@ describe('conditions, expiry and revocation', () => {
     await h.send(p.alice.did, await recordsRead(p.carol, { recordId: revocation.message.recordId }), { expect: 200 });
   });
 
-  test('only the grantor revokes: the grantee or a stranger revoking is refused (401)', notYetOnDehr, async () => {
+  test('only the grantor revokes: the grantee or a stranger revoking is refused (401)', async () => {
     const { gina } = await createActors('gina');
     const grant = await permissionGrant(p.alice, gina, { interface: 'Records', method: 'Read', protocol: NOTES.protocol });
     await h.write(p.alice.did, grant);
@@ -325,7 +325,7 @@ describe('conditions, expiry and revocation', () => {
     await h.send(p.alice.did, await readAs(gina, p.note1, grant), { expect: 200 });
   });
 
-  test('a revocation whose protocol tag is missing or differs from the grant\'s is refused (400)', notYetOnDehr, async () => {
+  test('a revocation whose protocol tag is missing or differs from the grant\'s is refused (400)', async () => {
     const { hank } = await createActors('hank');
     const grant = await permissionGrant(p.alice, hank, { interface: 'Records', method: 'Read', protocol: NOTES.protocol });
     await h.write(p.alice.did, grant);
@@ -334,7 +334,7 @@ describe('conditions, expiry and revocation', () => {
     await h.send(p.alice.did, await readAs(hank, p.note1, grant), { expect: 200 });
   });
 
-  test('a revocation of a grant without protocol carries no tag (202)', notYetOnDehr, async () => {
+  test('a revocation of a grant without protocol carries no tag (202)', async () => {
     const { ivan } = await createActors('ivan');
     const grant = await permissionGrant(p.alice, ivan, { interface: 'Messages', method: 'Query' });
     await h.write(p.alice.did, grant);
@@ -349,7 +349,7 @@ describe('conditions, expiry and revocation', () => {
     await h.write(p.alice.did, await permissionRevocation(p.alice, neverWritten), 400);
   });
 
-  test('revoking twice: the second revocation is accepted too (202)', notYetOnDehr, async () => {
+  test('revoking twice: the second revocation is accepted too (202)', async () => {
     const { kim } = await createActors('kim');
     const grant = await permissionGrant(p.alice, kim, { interface: 'Records', method: 'Read', protocol: NOTES.protocol });
     await h.write(p.alice.did, grant);
@@ -358,7 +358,7 @@ describe('conditions, expiry and revocation', () => {
     await h.send(p.alice.did, await readAs(kim, p.note1, grant), { expect: 401 });
   });
 
-  test('the grant\'s data comes back byte for byte to its grantee', notYetOnDehr, async () => {
+  test('the grant\'s data comes back byte for byte to its grantee', async () => {
     const { leo } = await createActors('leo');
     const grant = await permissionGrant(p.alice, leo, { interface: 'Records', method: 'Read', protocol: NOTES.protocol },
       { description: 'read my notes' });

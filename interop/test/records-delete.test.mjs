@@ -10,7 +10,6 @@ import { useInterop } from '../lib/harness.mjs';
 import {
   nextTimestamp, protocolsConfigure, recordsDelete, recordsQuery, recordsRead, recordsUpdate, recordsWrite,
 } from '../lib/messages.mjs';
-import { notYetOnDehr } from '../lib/target.mjs';
 import { loadProtocol } from '../lib/protocols.mjs';
 
 const h = useInterop();
@@ -86,8 +85,7 @@ describe('flat records', () => {
     await h.send(alice.did, await recordsRead(bob, { recordId: written.message.recordId }), { expect: 401 });
   });
 
-  test('MessagesQuery lists the same event log after writes, updates and deletes',
-    notYetOnDehr, async () => {
+  test('MessagesQuery lists the same event log after writes, updates and deletes', async () => {
     const { alice } = await createActors('alice');
     const v1 = await recordsWrite(alice, { schema: NOTE });
     await h.write(alice.did, v1);
