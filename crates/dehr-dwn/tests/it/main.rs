@@ -6,6 +6,7 @@ mod fuzz;
 mod grants;
 mod protocols;
 mod records;
+mod tasks;
 
 use std::sync::Arc;
 
