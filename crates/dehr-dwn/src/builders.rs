@@ -386,3 +386,90 @@ pub fn messages_query(
         authorization: crate::messages::MessagesAuthorization { signature },
     })
 }
+
+/// A RecordsRead that invokes a permission grant.
+pub fn records_read_with_grant(
+    filter: RecordsFilter,
+    signer: &dyn Signer,
+    permission_grant_id: &str,
+) -> Result<RecordsReadMessage, DwnError> {
+    let descriptor = RecordsReadDescriptor {
+        interface: "Records".into(),
+        method: "Read".into(),
+        message_timestamp: dehr_core::time::now_timestamp(),
+        filter,
+    };
+    let signature = authorization_with_grant(&descriptor, signer, Some(permission_grant_id))?;
+    Ok(RecordsReadMessage {
+        descriptor,
+        authorization: Some(Authorization {
+            signature,
+            author_delegated_grant: None,
+            owner_signature: None,
+            owner_delegated_grant: None,
+        }),
+    })
+}
+
+/// The revocation of `grant` by its grantor, as dwn-sdk-js's `createRevocation` makes it: a
+/// `grant/revocation` child of the grant, tagged with the grant's protocol. Returns the message
+/// and its data. It takes effect from its `messageTimestamp`.
+pub fn permission_revocation(
+    grant: &RecordsWriteMessage,
+    grant_protocol: Option<&str>,
+    signer: &dyn Signer,
+) -> Result<(RecordsWriteMessage, Vec<u8>), DwnError> {
+    let bytes = b"{}".to_vec();
+    let tags = grant_protocol.map(|p| {
+        let mut tags = BTreeMap::new();
+        tags.insert("protocol".to_owned(), Value::String(p.to_owned()));
+        tags
+    });
+    let options = WriteOptions {
+        protocol: Some(crate::grants::PERMISSIONS_PROTOCOL.to_owned()),
+        protocol_path: Some(crate::grants::REVOCATION_PATH.to_owned()),
+        parent_context_id: grant.context_id.clone(),
+        tags,
+        ..WriteOptions::for_data(&bytes, "application/json")
+    };
+    Ok((records_write(options, signer)?, bytes))
+}
+
+/// A MessagesRead of one message (and its data) by CID.
+pub fn messages_read(
+    message_cid: &str,
+    signer: &dyn Signer,
+    permission_grant_id: Option<&str>,
+) -> Result<crate::messages::MessagesMessage<crate::messages::MessagesReadDescriptor>, DwnError> {
+    let descriptor = crate::messages::MessagesReadDescriptor {
+        interface: "Messages".into(),
+        method: "Read".into(),
+        message_timestamp: dehr_core::time::now_timestamp(),
+        message_cid: Some(message_cid.to_owned()),
+    };
+    let signature = authorization_with_grant(&descriptor, signer, permission_grant_id)?;
+    Ok(crate::messages::MessagesMessage {
+        descriptor,
+        authorization: crate::messages::MessagesAuthorization { signature },
+    })
+}
+
+/// A MessagesSubscribe: live events matching any of `filters` (all when empty).
+pub fn messages_subscribe(
+    filters: Vec<crate::messages::MessagesFilter>,
+    signer: &dyn Signer,
+    permission_grant_id: Option<&str>,
+) -> Result<crate::messages::MessagesMessage<crate::messages::MessagesSubscribeDescriptor>, DwnError>
+{
+    let descriptor = crate::messages::MessagesSubscribeDescriptor {
+        interface: "Messages".into(),
+        method: "Subscribe".into(),
+        message_timestamp: dehr_core::time::now_timestamp(),
+        filters,
+    };
+    let signature = authorization_with_grant(&descriptor, signer, permission_grant_id)?;
+    Ok(crate::messages::MessagesMessage {
+        descriptor,
+        authorization: crate::messages::MessagesAuthorization { signature },
+    })
+}
