@@ -178,6 +178,20 @@ pub struct GrantUse<'a> {
     pub message_timestamp: &'a str,
 }
 
+impl GrantUse<'_> {
+    /// Whether the message is one the DWN keeps (and so may replay to a replica later): a
+    /// write, a delete or a protocol configuration. Those are judged at their own
+    /// `messageTimestamp`, so a replica reaches the same verdict. A read, query or subscription
+    /// is answered now: a revocation already in force refuses it whatever timestamp its sender
+    /// chose (dwn-sdk-js lets a back-dated read through after revocation).
+    fn is_kept(&self) -> bool {
+        matches!(
+            (self.interface, self.method),
+            ("Records", "Write" | "Delete") | ("Protocols", "Configure")
+        )
+    }
+}
+
 fn decode_json_data<T: serde::de::DeserializeOwned>(
     encoded: &str,
     what: &str,
@@ -340,7 +354,8 @@ impl PermissionGrant {
             );
         }
         if let Some(revoked_at) = dwn.revocation_time(usage.grantor, &self.id).await?
-            && revoked_at.as_str() <= usage.message_timestamp
+            && (revoked_at.as_str() <= usage.message_timestamp
+                || (!usage.is_kept() && revoked_at <= dehr_core::time::now_timestamp()))
         {
             return fail(
                 ErrorCode::GrantAuthorizationGrantRevoked,
