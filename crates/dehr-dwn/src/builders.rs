@@ -95,6 +95,52 @@ pub fn records_write(
     signer: &dyn Signer,
 ) -> Result<RecordsWriteMessage, DwnError> {
     let author = signer_did(signer)?;
+    new_record(options, &author, signer)
+}
+
+/// Signs a new record's initial write as a delegate: `signer` (an app or device key) acts for
+/// the grantor of `grant`, a delegated grant (see [`permission_grant`] with `delegated: true`)
+/// whose data is `grant_data`. The grantor is the record's author.
+pub fn records_write_as_delegate(
+    options: WriteOptions,
+    grant: &RecordsWriteMessage,
+    grant_data: &[u8],
+    signer: &dyn Signer,
+) -> Result<RecordsWriteMessage, DwnError> {
+    let grantor = dehr_core::did::did_from_kid(
+        &grant
+            .authorization
+            .signature
+            .signatures
+            .first()
+            .and_then(|s| s.header().ok())
+            .map(|h| h.kid)
+            .unwrap_or_default(),
+    )
+    .map(str::to_owned)
+    .map_err(|e| {
+        DwnError::new(
+            ErrorCode::AuthenticationFailed,
+            format!("grant signer: {e}"),
+        )
+    })?;
+    let mut message = new_record(options, &grantor, signer)?;
+    let mut payload: RecordsWriteSignaturePayload =
+        crate::message::decode_payload(&message.authorization.signature)?;
+    payload.delegated_grant_id = Some(cid_of(grant)?);
+    message.authorization.signature = sign(&payload, signer)?;
+    let mut embedded = serde_json::to_value(grant)
+        .map_err(|e| DwnError::new(ErrorCode::Internal, e.to_string()))?;
+    embedded["encodedData"] = Value::String(dehr_core::encoding::b64url_encode(grant_data));
+    message.authorization.author_delegated_grant = Some(Box::new(embedded));
+    Ok(message)
+}
+
+fn new_record(
+    options: WriteOptions,
+    author: &str,
+    signer: &dyn Signer,
+) -> Result<RecordsWriteMessage, DwnError> {
     let timestamp = options
         .message_timestamp
         .clone()
@@ -124,7 +170,7 @@ pub fn records_write(
             .or_else(|| (options.published == Some(true)).then(dehr_core::time::now_timestamp)),
         data_format: options.data_format.clone(),
     };
-    let record_id = entry_id(&author, &descriptor)?;
+    let record_id = entry_id(author, &descriptor)?;
     let context_id = options
         .protocol
         .as_ref()

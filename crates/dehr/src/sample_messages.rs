@@ -269,6 +269,33 @@ pub fn lines() -> Result<Vec<String>> {
         builders::records_read_with_grant(thread_by_id, &carol.signer, &grant.record_id)?;
     out.push(line(&alice.did, &revoked_read, None, 401)?);
 
+    // An app key acting for alice under a delegated grant, in her DWN.
+    let app = actor(KeyType::Ed25519)?;
+    let delegation = dehr_dwn::grants::PermissionGrantData {
+        description: Some("the phone app writes notes".into()),
+        delegated: Some(true),
+        scope: dehr_dwn::grants::PermissionScope {
+            interface: "Records".into(),
+            method: "Write".into(),
+            ..read_grant.scope.clone()
+        },
+        ..read_grant.clone()
+    };
+    let (app_grant, app_grant_data) =
+        builders::permission_grant(&app.did, &delegation, &alice.signer)?;
+    let by_app = builders::records_write_as_delegate(
+        WriteOptions {
+            protocol: Some(PROTOCOL.into()),
+            protocol_path: Some("thread".into()),
+            tags: Some([("topic".to_owned(), json!("meds"))].into_iter().collect()),
+            ..WriteOptions::for_data(b"{}", "application/json")
+        },
+        &app_grant,
+        &app_grant_data,
+        &app.signer,
+    )?;
+    out.push(line(&alice.did, &by_app, Some(b"{}"), 202)?);
+
     out.push(line(
         &alice.did,
         &builders::records_delete(&first.record_id, false, &alice.signer)?,
