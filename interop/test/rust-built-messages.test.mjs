@@ -1,6 +1,8 @@
 // The other way round: messages built by DeHR's Rust builders (`dehr sample-messages`: flat and
 // protocol records, updates, queries, reads, deletes and prunes, signed with Ed25519, secp256k1
-// and P-256 keys) must be accepted by dwn-sdk-js 0.5.2 exactly as DeHR expects.
+// and P-256 keys; permission grants, a grantee's read, MessagesQuery and MessagesRead, a
+// revocation, and a write by a delegate under a delegated grant) must be accepted by dwn-sdk-js
+// 0.5.2 exactly as DeHR expects.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import path from 'node:path';
