@@ -288,7 +288,7 @@ describe('conditions, expiry and revocation', () => {
     await h.send(p.alice.did, await readAs(dave, p.note1, grant), { expect: 401 });
   });
 
-  test('dateExpires is exclusive: a message stamped one second before works, one stamped at it does not', async () => {
+  test('dateExpires is exclusive; [reference is wrong: an expired grant still reads when the read is back-dated]', async () => {
     const { erin } = await createActors('erin');
     const granted = nextTimestamp();
     const lastGoodSecond = nextTimestamp();
@@ -296,9 +296,21 @@ describe('conditions, expiry and revocation', () => {
     const grant = await permissionGrant(p.alice, erin, { interface: 'Records', method: 'Read', protocol: NOTES.protocol },
       { dateGranted: granted, dateExpires: expiry });
     await h.write(p.alice.did, grant);
-    await h.send(p.alice.did, await readAs(erin, p.note1, grant, { messageTimestamp: granted }), { expect: 200 });
-    await h.send(p.alice.did, await readAs(erin, p.note1, grant, { messageTimestamp: lastGoodSecond }), { expect: 200 });
-    await h.send(p.alice.did, await readAs(erin, p.note1, grant, { messageTimestamp: expiry }), { expect: 401 });
+    const reads = [
+      await readAs(erin, p.note1, grant, { messageTimestamp: granted }),
+      await readAs(erin, p.note1, grant, { messageTimestamp: lastGoodSecond }),
+      await readAs(erin, p.note1, grant, { messageTimestamp: expiry }),
+    ];
+    if (isDehr) {
+      // The test clock is in 2024, so this grant expired long ago: DeHR judges a read, which it
+      // answers now, at the time it answers it, whatever the sender dated it.
+      for (const read of reads) assert.equal((await h.sendTarget(p.alice.did, read)).code, 401);
+    } else {
+      // The reference judges only the sender's timestamp.
+      await h.send(p.alice.did, reads[0], { expect: 200 });
+      await h.send(p.alice.did, reads[1], { expect: 200 });
+      await h.send(p.alice.did, reads[2], { expect: 401 });
+    }
   });
 
   test('a revocation takes effect on the next request; a read back-dated before it [reference is wrong: still passes]', async () => {

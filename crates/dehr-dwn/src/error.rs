@@ -138,6 +138,9 @@ error_codes! {
         RecordsOwnerDelegatedGrantCidMismatch,
         RecordsOwnerDelegatedGrantDataInvalid,
         MessagesReadInvalidCid,
+        // DeHR's own: a Records grant on the permissions protocol would let its grantee revoke
+        // or rewrite other grants.
+        PermissionsProtocolValidateScopeReservedProtocol,
         // DeHR's own: the permissions protocol is built in and cannot be configured.
         ProtocolsConfigureReservedProtocol,
     ],

@@ -37,17 +37,21 @@ struct Listener {
     tenant: String,
     filters: Vec<Filter>,
     handler: EventHandler,
-    grant: Option<GrantWatch>,
+    grants: Vec<GrantWatch>,
 }
 
-/// The grant a subscription was authorized by: the subscription ends when the grant is revoked
-/// and delivers nothing once it has expired (dwn-sdk-js checks the grant once, at subscribe
-/// time, and keeps delivering).
+/// A grant a subscription was authorized by. The subscription delivers nothing once the grant's
+/// deadline has passed (its expiry, or a revocation's time), and ends when the grant is revoked,
+/// changed or deleted in its grantor's DWN. (dwn-sdk-js checks grants once, at subscribe time,
+/// and keeps delivering.)
 #[derive(Clone, Debug)]
 pub struct GrantWatch {
+    /// The DWN the grant lives in (where its revocations are written).
+    pub grantor: String,
     pub grant_id: String,
-    /// `dateExpires` of the grant, in the DWN timestamp format.
-    pub expires: String,
+    /// The earlier of the grant's `dateExpires` and a known future revocation, in the DWN
+    /// timestamp format.
+    pub deadline: String,
 }
 
 #[derive(Default)]
@@ -70,23 +74,23 @@ impl EventStream {
         filters: Vec<Filter>,
         handler: EventHandler,
     ) -> Subscription {
-        self.subscribe_with_grant(tenant, filters, handler, None)
+        self.subscribe_with_grants(tenant, filters, handler, Vec::new())
     }
 
-    /// [`EventStream::subscribe`] for a subscription authorized by a permission grant.
-    pub fn subscribe_with_grant(
+    /// [`EventStream::subscribe`] for a subscription authorized by permission grants.
+    pub fn subscribe_with_grants(
         &self,
         tenant: &str,
         filters: Vec<Filter>,
         handler: EventHandler,
-        grant: Option<GrantWatch>,
+        grants: Vec<GrantWatch>,
     ) -> Subscription {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let listener = Listener {
             tenant: tenant.to_owned(),
             filters,
             handler,
-            grant,
+            grants,
         };
         if let Ok(mut listeners) = self.inner.listeners.lock() {
             listeners.insert(id, listener);
@@ -108,12 +112,11 @@ impl EventStream {
                 .filter(|l| {
                     l.tenant == tenant && l.filters.iter().any(|f| filter_matches(f, indexes))
                 })
-                .filter(|l| match &l.grant {
-                    None => true,
-                    Some(g) => {
+                .filter(|l| {
+                    l.grants.iter().all(|g| {
                         let now = now.get_or_insert_with(dehr_core::time::now_timestamp);
-                        g.expires.as_str() > now.as_str()
-                    }
+                        g.deadline.as_str() > now.as_str()
+                    })
                 })
                 .map(|l| l.handler.clone())
                 .collect(),
@@ -129,10 +132,19 @@ impl EventStream {
         }
     }
 
-    /// Ends every subscription authorized by grant `grant_id` (it has just been revoked).
-    pub fn end_grant(&self, grant_id: &str) {
+    /// Grant `grant_id` of `grantor` no longer holds from `at` on (a revocation's time; now,
+    /// when the grant was changed or deleted): subscriptions it authorized deliver nothing after.
+    pub fn limit_grant(&self, grantor: &str, grant_id: &str, at: &str) {
         if let Ok(mut listeners) = self.inner.listeners.lock() {
-            listeners.retain(|_, l| l.grant.as_ref().is_none_or(|g| g.grant_id != grant_id));
+            for listener in listeners.values_mut() {
+                for g in &mut listener.grants {
+                    if g.grantor == grantor && g.grant_id == grant_id && at < g.deadline.as_str() {
+                        g.deadline = at.to_owned();
+                    }
+                }
+            }
+            let now = dehr_core::time::now_timestamp();
+            listeners.retain(|_, l| l.grants.iter().all(|g| g.deadline > now));
         }
     }
 

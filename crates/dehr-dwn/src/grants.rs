@@ -166,6 +166,13 @@ pub struct PermissionGrant {
     pub data: PermissionGrantData,
 }
 
+/// What [`PermissionGrant::validate_base`] learned about a grant that holds now.
+#[derive(Clone, Debug, Default)]
+pub struct GrantCheck {
+    /// A revocation that takes effect later than this message.
+    pub revoked_at: Option<String>,
+}
+
 /// How a message uses a grant: checked by [`PermissionGrant::validate_base`].
 #[derive(Debug)]
 pub struct GrantUse<'a> {
@@ -192,6 +199,15 @@ impl GrantUse<'_> {
     }
 }
 
+fn contains_null(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Array(items) => items.iter().any(contains_null),
+        Value::Object(map) => map.values().any(contains_null),
+        _ => false,
+    }
+}
+
 fn decode_json_data<T: serde::de::DeserializeOwned>(
     encoded: &str,
     what: &str,
@@ -202,7 +218,21 @@ fn decode_json_data<T: serde::de::DeserializeOwned>(
             format!("{what}: data is not base64url: {e}"),
         )
     })?;
-    let value: T = serde_json::from_slice(&bytes).map_err(|e| {
+    let raw: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        DwnError::new(
+            ErrorCode::SchemaValidatorFailure,
+            format!("{what}: data is not JSON: {e}"),
+        )
+    })?;
+    // The schemas allow no `null` anywhere; serde would read one as an absent field (and an
+    // absent scope protocol means "any protocol").
+    if contains_null(&raw) {
+        return fail(
+            ErrorCode::SchemaValidatorFailure,
+            format!("{what}: null is not an allowed value"),
+        );
+    }
+    let value: T = serde_json::from_value(raw).map_err(|e| {
         DwnError::new(
             ErrorCode::SchemaValidatorFailure,
             format!("{what}: data is not valid: {e}"),
@@ -218,6 +248,12 @@ fn validate_scope_and_tags(
     tags: Option<&std::collections::BTreeMap<String, Value>>,
 ) -> Result<(), DwnError> {
     scope.validate()?;
+    if scope.interface == "Records" && scope.protocol.as_deref() == Some(PERMISSIONS_PROTOCOL) {
+        return fail(
+            ErrorCode::PermissionsProtocolValidateScopeReservedProtocol,
+            "a Records grant cannot cover the permissions protocol: only the grantor writes, revokes and deletes grants",
+        );
+    }
     if let Some(protocol) = &scope.protocol {
         crate::url::validate_protocol_url(protocol)?;
         let Some(tag) = tags.and_then(|t| t.get("protocol")) else {
@@ -310,17 +346,27 @@ impl PermissionGrant {
         &self.data.scope
     }
 
-    /// What a subscription authorized by this grant watches for.
-    pub fn watch(&self) -> crate::events::GrantWatch {
+    /// What a subscription authorized by this grant watches for: `check` is what
+    /// [`PermissionGrant::validate_base`] found (a revocation set for later).
+    pub fn watch(&self, check: &GrantCheck) -> crate::events::GrantWatch {
+        let deadline = match &check.revoked_at {
+            Some(at) if *at < self.data.date_expires => at.clone(),
+            _ => self.data.date_expires.clone(),
+        };
         crate::events::GrantWatch {
+            grantor: self.grantor.clone(),
             grant_id: self.id.clone(),
-            expires: self.data.date_expires.clone(),
+            deadline,
         }
     }
 
     /// The checks every use of a grant makes: the right grantee and grantor, within its time,
     /// not revoked, and for this interface and method.
-    pub async fn validate_base(&self, dwn: &Dwn, usage: &GrantUse<'_>) -> Result<(), DwnError> {
+    pub async fn validate_base(
+        &self,
+        dwn: &Dwn,
+        usage: &GrantUse<'_>,
+    ) -> Result<GrantCheck, DwnError> {
         let grantee = self.grantee.as_deref().unwrap_or("undefined");
         if grantee != usage.grantee {
             return fail(
@@ -340,22 +386,29 @@ impl PermissionGrant {
                 ),
             );
         }
-        // Timestamps are fixed-width UTC strings: string order is time order.
-        if usage.message_timestamp < self.date_granted.as_str() {
+        // Timestamps are fixed-width UTC strings: string order is time order. A message the DWN
+        // does not keep is answered now, so it is also judged now (see `GrantUse::is_kept`).
+        let now = dehr_core::time::now_timestamp();
+        let answered_now = !usage.is_kept();
+        if usage.message_timestamp < self.date_granted.as_str()
+            || (answered_now && now < self.date_granted)
+        {
             return fail(
                 ErrorCode::GrantAuthorizationGrantNotYetActive,
                 "The message has a timestamp before the associated permission grant becomes active",
             );
         }
-        if usage.message_timestamp >= self.data.date_expires.as_str() {
+        if usage.message_timestamp >= self.data.date_expires.as_str()
+            || (answered_now && now >= self.data.date_expires)
+        {
             return fail(
                 ErrorCode::GrantAuthorizationGrantExpired,
                 "The message has timestamp after the expiry of the associated permission grant",
             );
         }
-        if let Some(revoked_at) = dwn.revocation_time(usage.grantor, &self.id).await?
-            && (revoked_at.as_str() <= usage.message_timestamp
-                || (!usage.is_kept() && revoked_at <= dehr_core::time::now_timestamp()))
+        let revoked_at = dwn.revocation_time(usage.grantor, &self.id).await?;
+        if let Some(at) = &revoked_at
+            && (at.as_str() <= usage.message_timestamp || (answered_now && *at <= now))
         {
             return fail(
                 ErrorCode::GrantAuthorizationGrantRevoked,
@@ -380,7 +433,7 @@ impl PermissionGrant {
                 ),
             );
         }
-        Ok(())
+        Ok(GrantCheck { revoked_at })
     }
 
     /// A Records scope against one record (writes and reads): the same protocol (a scope
@@ -480,13 +533,17 @@ impl PermissionGrant {
     }
 
     /// A delete under a grant, judged by the record's initial write. The reference compares the
-    /// protocol only; we also hold it to the scope's context and path.
+    /// protocol only (a scope without protocol covers any record); we also hold it to the
+    /// scope's context and path, and a path-limited grant cannot prune (the descendants are at
+    /// other paths).
     pub fn verify_delete(
         &self,
         initial: &crate::records_write::RecordsWrite,
+        prune: bool,
     ) -> Result<(), DwnError> {
         let d = &initial.message.descriptor;
-        if let Some(protocol) = &self.data.scope.protocol
+        let scope = &self.data.scope;
+        if let Some(protocol) = &scope.protocol
             && d.protocol.as_deref() != Some(protocol.as_str())
         {
             return fail(
@@ -497,11 +554,35 @@ impl PermissionGrant {
                 ),
             );
         }
-        self.verify_record_scope(
-            d.protocol.as_deref(),
-            initial.message.context_id.as_deref(),
-            d.protocol_path.as_deref(),
-        )
+        if let Some(prefix) = &scope.context_id
+            && !initial
+                .message
+                .context_id
+                .as_deref()
+                .is_some_and(|c| c.starts_with(prefix.as_str()))
+        {
+            return fail(
+                ErrorCode::RecordsGrantAuthorizationScopeContextIdMismatch,
+                "Grant scope specifies different contextId than what appears in the record",
+            );
+        }
+        if let Some(path) = &scope.protocol_path {
+            if d.protocol_path.as_deref() != Some(path.as_str()) {
+                return fail(
+                    ErrorCode::RecordsGrantAuthorizationScopeProtocolPathMismatch,
+                    "Grant scope specifies different protocolPath than what appears in the record",
+                );
+            }
+            if prune {
+                return fail(
+                    ErrorCode::RecordsGrantAuthorizationScopeProtocolPathMismatch,
+                    format!(
+                        "a grant limited to protocolPath {path} cannot prune: the record's descendants are at other paths"
+                    ),
+                );
+            }
+        }
+        Ok(())
     }
 
     /// ProtocolsConfigure under a grant.
@@ -738,7 +819,10 @@ impl Dwn {
             .eq("parentId", IndexValue::Str(grant_id.to_owned()))
             .eq("protocol", IndexValue::Str(PERMISSIONS_PROTOCOL.to_owned()))
             .eq("protocolPath", IndexValue::Str(REVOCATION_PATH.to_owned()))
-            .eq("isLatestBaseState", IndexValue::Bool(true));
+            .eq("isLatestBaseState", IndexValue::Bool(true))
+            // Only the grantor (or its delegate) revokes; a copy of someone else's revocation
+            // kept in this DWN is not one.
+            .eq("author", IndexValue::Str(grantor.to_owned()));
         let found = self
             .store
             .query(
@@ -760,10 +844,29 @@ impl Dwn {
             }))
     }
 
-    /// The protocol a permission record is about: its `protocol` tag, which this node checks
-    /// against the record's scope on every write with data (and, for a revocation, against the
-    /// revoked grant's scope).
-    pub(crate) fn permission_record_protocol(write: &Value) -> Option<&str> {
-        write["descriptor"]["tags"]["protocol"].as_str()
+    /// The protocol a permission record is about, from its data as the reference reads it: a
+    /// request's or grant's scope, or for a revocation the scope of the grant it revokes.
+    /// `None` when the data is not at hand (a record written without data).
+    pub(crate) async fn permission_record_protocol(
+        &self,
+        tenant: &str,
+        write: &Value,
+        encoded_data: Option<&str>,
+    ) -> Result<Option<String>, DwnError> {
+        let d = &write["descriptor"];
+        if d["protocolPath"].as_str() == Some(REVOCATION_PATH) {
+            let grant_id = d["parentId"].as_str().unwrap_or_default();
+            return Ok(self
+                .fetch_grant(tenant, grant_id)
+                .await?
+                .data
+                .scope
+                .protocol);
+        }
+        let Some(encoded) = encoded_data else {
+            return Ok(None);
+        };
+        let (_, data): (_, Value) = decode_json_data(encoded, "permission record")?;
+        Ok(data["scope"]["protocol"].as_str().map(str::to_owned))
     }
 }

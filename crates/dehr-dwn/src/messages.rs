@@ -376,9 +376,12 @@ impl Dwn {
             // No filter: every event (a filter without conditions matches everything).
             filters.push(Filter::new());
         }
-        let subscription = self
-            .events
-            .subscribe_with_grant(tenant, filters, handler, grant);
+        let subscription = self.events.subscribe_with_grants(
+            tenant,
+            filters,
+            handler,
+            grant.into_iter().collect(),
+        );
         let mut reply = Reply::ok();
         reply
             .body
@@ -441,6 +444,17 @@ impl Dwn {
             Some(grant)
         };
         let Some(stored) = self.store.get(tenant, &message_cid).await? else {
+            if grant
+                .as_ref()
+                .is_some_and(|g| g.scope().protocol().is_some())
+            {
+                // A grantee limited to one protocol learns nothing about messages outside it,
+                // not even whether they exist.
+                return fail(
+                    ErrorCode::MessagesReadVerifyScopeFailed,
+                    "record message failed scope authorization",
+                );
+            }
             return Ok(Reply::new(404, "Not Found"));
         };
         let mut value: Value = serde_json::from_slice(&stored.message).map_err(|e| {
@@ -450,7 +464,7 @@ impl Dwn {
             )
         })?;
         if let Some(grant) = &grant {
-            self.verify_messages_read_scope(tenant, grant, &value)
+            self.verify_messages_read_scope(tenant, grant, &value, stored.encoded_data.as_deref())
                 .await?;
         }
         let data = if value["descriptor"]["interface"] == "Records"
@@ -519,7 +533,7 @@ impl Dwn {
             return fail(code, "message failed authorization");
         };
         let grant = self.fetch_grant(tenant, grant_id).await?;
-        grant
+        let check = grant
             .validate_base(
                 self,
                 &grants::GrantUse {
@@ -552,7 +566,7 @@ impl Dwn {
                 }
             }
         }
-        Ok(Some(grant.watch()))
+        Ok(Some(grant.watch(&check)))
     }
 
     /// A protocol-scoped Messages/Read grant reads only messages of its protocol: records of
@@ -563,6 +577,7 @@ impl Dwn {
         tenant: &str,
         grant: &grants::PermissionGrant,
         message: &Value,
+        encoded_data: Option<&str>,
     ) -> Result<(), DwnError> {
         let Some(scoped) = grant.scope().protocol() else {
             return Ok(());
@@ -571,8 +586,8 @@ impl Dwn {
         let allowed = match (d["interface"].as_str(), d["method"].as_str()) {
             (Some("Protocols"), _) => d["definition"]["protocol"].as_str() == Some(scoped),
             (Some("Records"), Some(method)) => {
-                let write = if method == "Write" {
-                    message.clone()
+                let (write, data) = if method == "Write" {
+                    (message.clone(), encoded_data.map(str::to_owned))
                 } else {
                     let record_id = d["recordId"].as_str().unwrap_or_default();
                     match self.newest_write(tenant, record_id).await? {
@@ -589,7 +604,12 @@ impl Dwn {
                 if protocol == Some(scoped) {
                     true
                 } else if protocol == Some(PERMISSIONS_PROTOCOL) {
-                    Dwn::permission_record_protocol(&write) == Some(scoped)
+                    self.permission_record_protocol(tenant, &write, data.as_deref())
+                        .await
+                        .ok()
+                        .flatten()
+                        .as_deref()
+                        == Some(scoped)
                 } else {
                     false
                 }
@@ -606,8 +626,12 @@ impl Dwn {
         }
     }
 
-    /// The newest RecordsWrite of a record, as JSON.
-    async fn newest_write(&self, tenant: &str, record_id: &str) -> Result<Option<Value>, DwnError> {
+    /// The newest RecordsWrite of a record, as JSON, with its inline data.
+    async fn newest_write(
+        &self,
+        tenant: &str,
+        record_id: &str,
+    ) -> Result<Option<(Value, Option<String>)>, DwnError> {
         let messages = crate::records_write::record_messages(self, tenant, record_id).await?;
         Ok(messages
             .into_iter()
@@ -620,6 +644,6 @@ impl Dwn {
                     &b.stored.message_cid,
                 )
             })
-            .map(|m| m.value))
+            .map(|m| (m.value, m.stored.encoded_data)))
     }
 }

@@ -136,7 +136,7 @@ impl Dwn {
                     },
                 )
                 .await?;
-            delegated.grant.verify_delete(initial_write)?;
+            delegated.grant.verify_delete(initial_write, d.prune)?;
         }
         if sender.author == tenant {
             return Ok(());
@@ -155,7 +155,11 @@ impl Dwn {
                     },
                 )
                 .await?;
-            return grant.verify_delete(initial_write);
+            // DeHR's addition works within a protocol, as for queries; a grant that names none
+            // leaves the protocol's own rules to decide, as in the reference.
+            if grant.scope().protocol().is_some() {
+                return grant.verify_delete(initial_write, d.prune);
+            }
         }
         if initial_write.message.descriptor.protocol.is_none() {
             return fail(
@@ -223,6 +227,14 @@ impl Dwn {
             }
         }
         self.store.commit(tenant, commit).await?;
+        let iw = &initial_write.message.descriptor;
+        if iw.protocol.as_deref() == Some(crate::grants::PERMISSIONS_PROTOCOL)
+            && iw.protocol_path.as_deref() == Some(crate::grants::GRANT_PATH)
+        {
+            // A deleted grant authorizes nothing, live subscriptions included.
+            self.events
+                .limit_grant(tenant, &d.record_id, &dehr_core::time::now_timestamp());
+        }
         self.events.emit(tenant, &indexes, || SubscriptionEvent {
             message: serde_json::to_value(message).unwrap_or(Value::Null),
             initial_write: Some(initial.value.clone()),

@@ -228,11 +228,11 @@ impl Dwn {
         tenant: &str,
         q: &ParsedQuery,
         action: &'static str,
-    ) -> Result<(bool, Option<GrantWatch>), DwnError> {
+    ) -> Result<(bool, Vec<GrantWatch>), DwnError> {
         let d = &q.message.descriptor;
         let filter = &d.filter;
         if q.author.is_none() && includes_published(filter) {
-            return Ok((false, None));
+            return Ok((false, Vec::new()));
         }
         auth::authenticate(q.message.authorization.as_ref(), self.resolver.as_ref()).await?;
         let method = if action == "query" {
@@ -241,11 +241,11 @@ impl Dwn {
             "Subscribe"
         };
         let Some(sender) = &q.sender else {
-            return Ok((false, None));
+            return Ok((false, Vec::new()));
         };
-        let mut watch = None;
+        let mut watch = Vec::new();
         if let Some(delegated) = &sender.delegated_grant {
-            delegated
+            let check = delegated
                 .grant
                 .validate_base(
                     self,
@@ -259,7 +259,7 @@ impl Dwn {
                 )
                 .await?;
             delegated.grant.verify_query(filter)?;
-            watch = Some(delegated.grant.watch());
+            watch.push(delegated.grant.watch(&check));
         }
         if let Some(role) = sender.payload.protocol_role.as_deref() {
             crate::protocol_authorization::authorize_query(
@@ -277,7 +277,7 @@ impl Dwn {
         }
         if let Some(grant_id) = &sender.payload.permission_grant_id {
             let grant = self.fetch_grant(tenant, grant_id).await?;
-            grant
+            let check = grant
                 .validate_base(
                     self,
                     &GrantUse {
@@ -291,7 +291,8 @@ impl Dwn {
                 .await?;
             if grant.scope().protocol().is_some() {
                 grant.verify_query(filter)?;
-                return Ok((true, Some(grant.watch())));
+                watch.push(grant.watch(&check));
+                return Ok((true, watch));
             }
         }
         Ok((false, watch))
@@ -398,7 +399,7 @@ impl Dwn {
         // An empty list matches no event (unlike the reference, where it matches every event).
         let subscription = self
             .events
-            .subscribe_with_grant(tenant, filters, handler, grant);
+            .subscribe_with_grants(tenant, filters, handler, grant);
         let mut reply = Reply::ok();
         reply.body.insert(
             "subscription".into(),

@@ -703,12 +703,24 @@ impl Dwn {
             }
         }
         self.store.commit(tenant, commit).await?;
-        if is_permission_record
-            && d.protocol_path.as_deref() == Some(crate::grants::REVOCATION_PATH)
-            && let Some(grant_id) = &d.parent_id
-        {
-            // Revocation is effective at once, for live subscriptions too.
-            self.events.end_grant(grant_id);
+        if is_permission_record {
+            // Live subscriptions follow their grants: a revocation by the grantor takes effect
+            // at its time; a changed grant ends them now (they were authorized by the old one).
+            let path = d.protocol_path.as_deref();
+            if path == Some(crate::grants::REVOCATION_PATH)
+                && is_latest_base_state
+                && write.author == tenant
+                && let Some(grant_id) = &d.parent_id
+            {
+                self.events
+                    .limit_grant(tenant, grant_id, &d.message_timestamp);
+            } else if path == Some(crate::grants::GRANT_PATH) && !write.is_initial_write() {
+                self.events.limit_grant(
+                    tenant,
+                    &write.message.record_id,
+                    &dehr_core::time::now_timestamp(),
+                );
+            }
         }
         if is_latest_base_state {
             self.events.emit(tenant, &indexes, || SubscriptionEvent {

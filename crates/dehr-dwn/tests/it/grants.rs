@@ -233,3 +233,106 @@ async fn a_revocation_ends_the_grantees_subscription() {
     );
     drop(reply);
 }
+
+/// Writes a grant with raw JSON data and returns the reply's status and detail.
+async fn grant_with_data(dwn: &Dwn, alice: &Actor, bob: &Actor, body: &Value) -> (u16, String) {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let options = WriteOptions {
+        protocol: Some(PERMISSIONS_PROTOCOL.into()),
+        protocol_path: Some("grant".into()),
+        recipient: Some(bob.did.clone()),
+        tags: body["scope"]["protocol"].as_str().and_then(tags),
+        data_cid: dehr_core::cid::data_cid(&bytes),
+        data_size: bytes.len() as u64,
+        data_format: "application/json".into(),
+        ..Default::default()
+    };
+    let message = builders::records_write(options, &alice.signer).unwrap();
+    let reply = dwn
+        .process_message(&alice.did, json(&message), data(&bytes))
+        .await;
+    (reply.status.code, reply.status.detail)
+}
+
+#[tokio::test]
+async fn grant_data_with_null_or_a_scope_on_the_permissions_protocol_is_refused() {
+    let (dwn, alice, bob) = setup().await;
+    // `protocol: null` would read as "no protocol", i.e. every protocol for a delete grant.
+    let null_protocol = json!({
+        "dateExpires": "2100-01-01T00:00:00.000000Z",
+        "scope": { "interface": "Records", "method": "Delete", "protocol": null }
+    });
+    let (status, detail) = grant_with_data(&dwn, &alice, &bob, &null_protocol).await;
+    assert_eq!(status, 400, "{detail}");
+    // A Records grant on the permissions protocol would let bob revoke others' grants.
+    let on_permissions = json!({
+        "dateExpires": "2100-01-01T00:00:00.000000Z",
+        "scope": { "interface": "Records", "method": "Write", "protocol": PERMISSIONS_PROTOCOL }
+    });
+    let (status, detail) = grant_with_data(&dwn, &alice, &bob, &on_permissions).await;
+    assert_eq!(status, 400, "{detail}");
+    assert!(
+        detail.starts_with("PermissionsProtocolValidateScopeReservedProtocol"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn a_delete_grant_limited_to_a_path_cannot_prune() {
+    let (dwn, alice, bob) = setup().await;
+    let doomed = write(&dwn, &alice, note(), &json!({ "note": "old" })).await;
+    let record_id = doomed["recordId"].as_str().unwrap();
+    let scope = json!({ "interface": "Records", "method": "Delete", "protocol": NOTES, "protocolPath": "note" });
+    let granted = grant(&dwn, &alice, &bob, scope).await;
+    let grant_id = granted["recordId"].as_str().unwrap();
+    let prune = json(&builders::records_delete(record_id, true, &bob.signer).unwrap());
+    let reply = dwn
+        .process_message(&alice.did, with_grant_id(prune, &bob, grant_id), None)
+        .await;
+    assert_eq!(code(&reply), 401, "{:?}", reply.status);
+    let delete = json(&builders::records_delete(record_id, false, &bob.signer).unwrap());
+    let reply = dwn
+        .process_message(&alice.did, with_grant_id(delete, &bob, grant_id), None)
+        .await;
+    assert_eq!(code(&reply), 202, "{:?}", reply.status);
+}
+
+#[tokio::test]
+async fn deleting_a_grant_ends_the_grantees_subscription() {
+    let (dwn, alice, bob) = setup().await;
+    let scope = json!({ "interface": "Messages", "method": "Subscribe", "protocol": NOTES });
+    let granted = grant(&dwn, &alice, &bob, scope).await;
+    let grant_id = granted["recordId"].as_str().unwrap();
+    let received = Arc::new(Mutex::new(0usize));
+    let sink = received.clone();
+    let handler: EventHandler = Arc::new(move |_| *sink.lock().unwrap() += 1);
+    let subscribe = json!({
+        "descriptor": {
+            "interface": "Messages",
+            "method": "Subscribe",
+            "messageTimestamp": dehr_core::time::now_timestamp(),
+            "filters": [{ "protocol": NOTES }]
+        }
+    });
+    let reply = dwn
+        .process_subscribe(
+            &alice.did,
+            with_grant_id(subscribe, &bob, grant_id),
+            handler,
+        )
+        .await;
+    assert_eq!(code(&reply), 200, "{:?}", reply.status);
+    write(&dwn, &alice, note(), &json!({ "note": "one" })).await;
+    assert_eq!(*received.lock().unwrap(), 1);
+    let delete = builders::records_delete(grant_id, false, &alice.signer).unwrap();
+    let deleted = dwn.process_message(&alice.did, json(&delete), None).await;
+    assert_eq!(code(&deleted), 202, "{:?}", deleted.status);
+    let before = *received.lock().unwrap();
+    write(&dwn, &alice, note(), &json!({ "note": "two" })).await;
+    assert_eq!(
+        *received.lock().unwrap(),
+        before,
+        "no event once the grant is gone"
+    );
+    drop(reply);
+}
