@@ -24,7 +24,10 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
             "Delete",
             "Protocols",
             "Configure",
-            "Subscribe"
+            "Subscribe",
+            "Messages",
+            "https://tbd.website/dwn/permissions",
+            "grant/revocation"
         ])
         .prop_map(|s| Value::String(s.to_owned())),
     ];
@@ -52,6 +55,17 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
                     "protocolPath",
                     "tags",
                     "published",
+                    "filters",
+                    "cursor",
+                    "messageCid",
+                    "value",
+                    "permissionGrantId",
+                    "delegatedGrantId",
+                    "authorDelegatedGrant",
+                    "ownerSignature",
+                    "ownerDelegatedGrant",
+                    "encodedData",
+                    "scope",
                     "x",
                 ])
                 .prop_map(str::to_owned),
