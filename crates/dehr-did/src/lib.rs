@@ -38,7 +38,7 @@ pub use methods::dht::create::{DidDhtCreateOptions, DidDhtMethodInput, create_di
 pub use methods::dht::dns::{DidDhtPacket, did_dht_from_dns_packet, did_dht_to_dns_packet};
 pub use methods::dht::{
     DidDhtEncodeOptions, DidDhtRecord, decode_did_dht_relay_body, did_dht_from_identity_key,
-    encode_did_dht_document, publish_did_dht,
+    encode_did_dht_document, pkarr_body_seq, publish_did_dht, verify_pkarr_put,
 };
 pub use methods::jwk::{did_jwk_from_jwk, resolve_did_jwk};
 pub use methods::key::{did_key_from_jwk, resolve_did_key};

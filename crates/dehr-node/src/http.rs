@@ -48,6 +48,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(health))
         .route("/info", get(info))
         .merge(crate::rest::routes())
+        .merge(crate::pkarr::routes())
         .layer(middleware::from_fn(access_log))
         .layer(cors())
         .with_state(state)

@@ -17,6 +17,7 @@ mod config;
 mod error;
 mod http;
 pub mod jsonrpc;
+pub mod pkarr;
 mod rest;
 mod rpc;
 mod server;

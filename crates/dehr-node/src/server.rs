@@ -87,7 +87,14 @@ pub async fn bind(config: NodeConfig) -> Result<Node, NodeError> {
         ),
         Err(e) => tracing::warn!("could not finish interrupted deletes: {e}"),
     }
-    let state = Arc::new(AppState::new(dwn, config.server_options()));
+    let relay = crate::pkarr::PkarrRelay::open(data_dir.join("pkarr")).map_err(|source| {
+        NodeError::DataDir {
+            path: data_dir.join("pkarr"),
+            source,
+        }
+    })?;
+    let state =
+        Arc::new(AppState::new(dwn, config.server_options()).with_pkarr_relay(Arc::new(relay)));
     Ok(Node {
         listener,
         addr,

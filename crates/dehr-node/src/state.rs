@@ -52,6 +52,7 @@ impl Default for ServerOptions {
 pub struct AppState {
     dwn: Arc<Dwn>,
     options: ServerOptions,
+    pkarr: Option<Arc<crate::pkarr::PkarrRelay>>,
     shutdown: CancellationToken,
     sockets: TaskTracker,
 }
@@ -71,9 +72,21 @@ impl AppState {
         Self {
             dwn,
             options,
+            pkarr: None,
             shutdown: CancellationToken::new(),
             sockets: TaskTracker::new(),
         }
+    }
+
+    /// Serves the pkarr relay API (`GET`/`PUT /{id}`) from `relay`: the node becomes a did:dht
+    /// gateway.
+    pub fn with_pkarr_relay(mut self, relay: Arc<crate::pkarr::PkarrRelay>) -> Self {
+        self.pkarr = Some(relay);
+        self
+    }
+
+    pub fn pkarr(&self) -> Option<&Arc<crate::pkarr::PkarrRelay>> {
+        self.pkarr.as_ref()
     }
 
     pub fn dwn(&self) -> &Arc<Dwn> {

@@ -8,6 +8,7 @@
 mod http;
 mod lifecycle;
 mod logs;
+mod pkarr;
 mod records;
 mod rest;
 mod ws;

@@ -27,6 +27,20 @@ use crate::zbase32;
 
 pub use bep44::MAX_SIGNED_BYTES;
 
+/// What a pkarr relay checks before keeping a `PUT /{id}` body: `id` is the z-base-32 identity
+/// key (the did:dht suffix), and the body is signed by it. Returns the body's sequence number.
+pub fn verify_pkarr_put(id: &str, body: &[u8]) -> Result<u64, DidError> {
+    let (_, key) = identity_key(&format!("did:dht:{id}"))?;
+    let (seq, _) = bep44::verify_relay_body(&key, body)?;
+    Ok(seq)
+}
+
+/// The sequence number of a relay body already checked by [`verify_pkarr_put`].
+pub fn pkarr_body_seq(body: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = body.get(64..72)?.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
+}
+
 /// A verified did:dht record.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DidDhtRecord {

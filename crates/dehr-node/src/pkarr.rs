@@ -1,0 +1,167 @@
+//! The pkarr relay HTTP API, so a node is a did:dht gateway: `PUT /{id}` keeps a signed DNS
+//! packet for the z-base-32 identity key `id`, `GET /{id}` returns it. Agents publish and
+//! resolve did:dht documents through the nodes they use, without the public DHT.
+//!
+//! A body is `sig(64) ‖ seq(8, big-endian) ‖ packet`, signed by the identity key itself, so the
+//! relay can check it but never forge one. A body with a lower sequence number than the one kept
+//! is refused (409), so an old document cannot be replayed over a newer one.
+//!
+//! Bodies are files under `<data-dir>/pkarr/`, written to a temporary file, fsynced and renamed,
+//! so a crash leaves the old body or the new one.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::sync::Mutex;
+
+use crate::state::AppState;
+
+/// The content type pkarr relays answer with.
+const PKARR_CONTENT_TYPE: &str = "application/pkarr.org/relays#payload";
+/// `sig(64) ‖ seq(8)` plus BEP44's 1000-byte limit on the signed part.
+const MAX_BODY_BYTES: usize = 72 + 1000;
+
+/// Why a relay request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PkarrError {
+    #[error("{0} is not a z-base-32 Ed25519 key")]
+    BadKey(String),
+    #[error("the signed packet is not valid: {0}")]
+    BadPacket(String),
+    #[error("sequence {offered} is older than the kept {kept}: publish with a higher seq")]
+    OlderSequence { offered: u64, kept: u64 },
+    #[error("relay storage failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl IntoResponse for PkarrError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            PkarrError::BadKey(_) | PkarrError::BadPacket(_) => StatusCode::BAD_REQUEST,
+            PkarrError::OlderSequence { .. } => StatusCode::CONFLICT,
+            PkarrError::Io(e) => {
+                tracing::error!("pkarr relay storage failed: {e}");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        (status, self.to_string()).into_response()
+    }
+}
+
+/// Signed did:dht packets kept on disk.
+#[derive(Debug)]
+pub struct PkarrRelay {
+    dir: PathBuf,
+    /// Serializes writes: the sequence check and the replacement must not interleave.
+    writes: Mutex<()>,
+}
+
+impl PkarrRelay {
+    /// Opens (creating) the relay's folder.
+    pub fn open(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self {
+            dir,
+            writes: Mutex::new(()),
+        })
+    }
+
+    fn path(&self, id: &str) -> Result<PathBuf, PkarrError> {
+        // A valid key is 52 z-base-32 characters; checking it also keeps paths inside `dir`.
+        match dehr_did::zbase32::decode(id) {
+            Ok(bytes) if bytes.len() == 32 => Ok(self.dir.join(id)),
+            _ => Err(PkarrError::BadKey(id.chars().take(64).collect())),
+        }
+    }
+
+    /// The kept body for `id`, if any.
+    pub async fn get(&self, id: &str) -> Result<Option<Vec<u8>>, PkarrError> {
+        let path = self.path(id)?;
+        match tokio::fs::read(&path).await {
+            Ok(body) => Ok(Some(body)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Checks and keeps a body unless a newer one is kept already.
+    pub async fn put(&self, id: &str, body: Vec<u8>) -> Result<(), PkarrError> {
+        let path = self.path(id)?;
+        if body.len() > MAX_BODY_BYTES {
+            return Err(PkarrError::BadPacket(format!(
+                "{} bytes; a relay body is at most {MAX_BODY_BYTES}",
+                body.len()
+            )));
+        }
+        let offered = dehr_did::verify_pkarr_put(id, &body)
+            .map_err(|e| PkarrError::BadPacket(e.to_string()))?;
+        let _guard = self.writes.lock().await;
+        if let Some(kept) = self
+            .get(id)
+            .await?
+            .as_deref()
+            .and_then(dehr_did::pkarr_body_seq)
+            && kept > offered
+        {
+            return Err(PkarrError::OlderSequence { offered, kept });
+        }
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || write_atomically(&dir, &path, &body))
+            .await
+            .map_err(|e| std::io::Error::other(format!("relay write task failed: {e}")))??;
+        Ok(())
+    }
+}
+
+/// Writes `body` to `path` so that a crash leaves the old content or the new, never a mix.
+/// Callers hold the relay's write lock, so one temporary name per key suffices.
+fn write_atomically(dir: &Path, path: &Path, body: &[u8]) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = dir.join(format!(".{name}.tmp"));
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(body)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+async fn put_packet(
+    State(state): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> Result<StatusCode, PkarrError> {
+    let Some(relay) = state.pkarr() else {
+        return Ok(StatusCode::NOT_FOUND);
+    };
+    relay.put(&id, body.to_vec()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn get_packet(
+    State(state): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Response, PkarrError> {
+    let Some(relay) = state.pkarr() else {
+        return Ok(StatusCode::NOT_FOUND.into_response());
+    };
+    Ok(match relay.get(&id).await? {
+        Some(body) => ([(header::CONTENT_TYPE, PKARR_CONTENT_TYPE)], body).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    })
+}
+
+/// `GET`/`PUT /{id}`; answers 404 when the node runs without a relay.
+pub(crate) fn routes() -> Router<Arc<AppState>> {
+    Router::new().route("/{id}", get(get_packet).put(put_packet))
+}
