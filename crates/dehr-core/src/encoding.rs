@@ -28,6 +28,28 @@ pub fn b64url_decode(s: &str) -> Result<Vec<u8>, EncodingError> {
         .map_err(|e| EncodingError(e.to_string()))
 }
 
+/// JSON text restricted to printable ASCII, for HTTP header values (`dwn-response`): characters
+/// from DEL upward become `\uXXXX` escapes (surrogate pairs beyond the BMP), which every JSON
+/// parser reads back as the same string. Header values cannot carry raw UTF-8 reliably.
+pub fn ascii_json(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    if text.bytes().all(|b| b < 0x7f) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if (c as u32) < 0x7f {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

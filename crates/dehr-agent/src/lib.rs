@@ -1,0 +1,20 @@
+//! The agent: the part of DeHR that holds a person's keys.
+//!
+//! A node only ever sees signed messages and ciphertext. The agent keeps the keys in an
+//! encrypted [`vault`], makes and publishes [`identity`] DIDs, encrypts and decrypts record
+//! data in the dwn-sdk-js format ([`encryption`]), delivers decryption keys with grants and
+//! rotates them on revocation ([`sharing`]), and talks to nodes through the [`client`].
+//! [`Agent`] ties these together for the CLI, the FHIR API and the portal.
+
+pub mod agent;
+pub mod client;
+pub mod encryption;
+pub mod identity;
+pub mod keys;
+pub mod sharing;
+pub mod vault;
+
+pub use agent::{Agent, AgentConfig, AgentError};
+pub use client::{ClientError, DwnClient, Reply};
+pub use identity::{IdentityError, IdentityRecord, Role};
+pub use vault::{KdfCost, Passphrase, RecoveryPhrase, Vault, VaultError};
