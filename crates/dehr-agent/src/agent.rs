@@ -380,6 +380,7 @@ impl Agent {
             recovery_phrase: Some(crate::vault::SecretString::new(phrase.words())),
             identities,
             received_keys: Vec::new(),
+            shares: Vec::new(),
         };
         let vault = Vault::create_from(&config.vault_path(), passphrase, contents, config.kdf)?;
         Self::assemble(config, vault)

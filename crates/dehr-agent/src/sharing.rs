@@ -1,1 +1,1076 @@
-//! Sharing (placeholder).
+//! Encrypted records, and sharing them: writing, reading and verifying records, granting a
+//! provider access with the keys to exactly the granted protocol paths, and rotating keys when a
+//! grant is revoked. The design, with its threat model and limits, is in docs/key-delivery.md.
+//!
+//! Key epochs: records of a protocol are encrypted under the owner's *epoch root* for that
+//! protocol. Epoch 0's root is the DID's `#enc` key (root key id `<did>#enc`); epoch `e > 0`'s
+//! root is derived from it along `["dehr-key-epoch", e]` (root key id `<did>#enc-e<e>`), so the
+//! recovery phrase restores every epoch. A revocation moves the protocol to the next epoch:
+//! the protocol is configured again with the new `$encryption` keys, records written afterwards
+//! use them, and remaining grantees get the new keys for their paths.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use dehr_core::jwk::Jwk;
+use dehr_did::DidResolver;
+use dehr_dwn::builders::{self, WriteOptions};
+use dehr_dwn::filter::{OneOrMany, RecordsFilter};
+use dehr_dwn::grants::{PermissionGrantData, PermissionScope};
+use dehr_dwn::records_write::{RecordsWrite, RecordsWriteMessage};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::agent::{Agent, AgentError};
+use crate::encryption::{
+    self, DerivedPrivateJwk, EciesOutput, KeyDerivationScheme, KeyEncryptionInput,
+    derive_private_key, derive_private_key_bytes, ecies_decrypt, ecies_encrypt,
+    inject_protocol_encryption_keys, protocol_path_encryption_input, protocol_path_key_path,
+};
+use crate::identity::IdentityRecord;
+use crate::keys::{ENCRYPTION_KEY_ID, ReceivedKey};
+
+/// The protocol that carries decryption keys from a grantor to a grantee: one `delivery`
+/// record per share or rotation, addressed to the grantee, its data sealed to the grantee's
+/// `#enc` key. The node stores it and learns nothing from it.
+pub const KEY_DELIVERY_PROTOCOL: &str = "https://dehr.health/protocols/key-delivery/v1";
+const DELIVERY_PATH: &str = "delivery";
+const DELIVERY_FORMAT: &str = "application/json";
+
+/// The key-delivery protocol definition. Recipients read their deliveries without any grant.
+pub fn key_delivery_definition() -> Value {
+    json!({
+        "protocol": KEY_DELIVERY_PROTOCOL,
+        "published": true,
+        "types": { "delivery": { "dataFormats": [DELIVERY_FORMAT] } },
+        "structure": { "delivery": {} }
+    })
+}
+
+/// A share this agent's identity made: kept in the vault so a revocation knows whom to send
+/// new keys to.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShareRecord {
+    pub grantor: String,
+    pub grantee: String,
+    pub protocol: String,
+    pub protocol_paths: Vec<String>,
+    pub grant_ids: Vec<String>,
+    pub date_expires: String,
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+/// What to share.
+#[derive(Clone, Debug)]
+pub struct ShareRequest {
+    pub protocol: String,
+    /// Protocol paths the grantee may read; keys are delivered for exactly these paths.
+    pub protocol_paths: Vec<String>,
+    /// Expiry timestamp of the grants.
+    pub date_expires: String,
+    pub description: Option<String>,
+}
+
+/// The outcome of [`Agent::share`].
+#[derive(Clone, Debug)]
+pub struct Share {
+    /// Grant record ids: a Read and a Query grant per path.
+    pub grant_ids: Vec<String>,
+    /// The key-delivery record.
+    pub delivery_record_id: String,
+}
+
+/// The outcome of [`Agent::revoke`].
+#[derive(Clone, Debug)]
+pub struct Revocation {
+    pub revoked_grants: usize,
+    pub protocol: String,
+    /// The protocol's key epoch from now on.
+    pub new_epoch: u32,
+    /// Grantees that received the new epoch's keys.
+    pub redelivered_to: Vec<String>,
+}
+
+/// A new record to write.
+#[derive(Clone, Debug, Default)]
+pub struct NewRecord {
+    pub protocol: String,
+    pub protocol_path: String,
+    pub data_format: String,
+    pub schema: Option<String>,
+    pub data: Vec<u8>,
+    pub tags: Option<BTreeMap<String, Value>>,
+    pub parent_context_id: Option<String>,
+    pub recipient: Option<String>,
+    /// Writing into someone else's DWN under their grant.
+    pub permission_grant_id: Option<String>,
+}
+
+/// A record written.
+#[derive(Clone, Debug)]
+pub struct WrittenRecord {
+    pub record_id: String,
+    pub context_id: Option<String>,
+    pub message: RecordsWriteMessage,
+}
+
+/// A record read, verified and decrypted.
+pub struct OpenedRecord {
+    pub record_id: String,
+    /// The DID that wrote it (signature verified).
+    pub author: String,
+    pub message: RecordsWriteMessage,
+    pub plaintext: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for OpenedRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedRecord")
+            .field("record_id", &self.record_id)
+            .field("author", &self.author)
+            .field(
+                "plaintext",
+                &format_args!("<{} bytes>", self.plaintext.len()),
+            )
+            .finish()
+    }
+}
+
+/// The plaintext of a key delivery.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyDelivery {
+    grantor: String,
+    grantee: String,
+    grant_ids: Vec<String>,
+    protocol: String,
+    keys: Vec<DeliveredKey>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeliveredKey {
+    protocol_path: String,
+    key: DerivedPrivateJwk,
+}
+
+/// A key delivery's record data: the delivery sealed with ECIES-ES256K to the grantee's key.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SealedEnvelope {
+    algorithm: String,
+    recipient_key_id: String,
+    ephemeral_public_key: String,
+    initialization_vector: String,
+    message_authentication_code: String,
+    ciphertext: String,
+}
+
+fn message_error(e: impl std::fmt::Display) -> AgentError {
+    AgentError::Message(e.to_string())
+}
+
+fn refused(what: &str, reply: &crate::client::Reply) -> AgentError {
+    AgentError::NodeRefused {
+        what: what.to_owned(),
+        status: reply.status,
+        detail: reply.detail.clone(),
+    }
+}
+
+/// The root key of `epoch` of an identity: `(root key id, private JWK)`.
+pub fn epoch_root(identity: &IdentityRecord, epoch: u32) -> Result<(String, Jwk), AgentError> {
+    let enc = &identity.keys.encryption;
+    if epoch == 0 {
+        return Ok((format!("{}#{ENCRYPTION_KEY_ID}", identity.did), enc.clone()));
+    }
+    let root = DerivedPrivateJwk::root("", KeyDerivationScheme::ProtocolPath, enc);
+    let derived = derive_private_key(&root, &["dehr-key-epoch".into(), epoch.to_string()])?;
+    Ok((
+        format!("{}#{ENCRYPTION_KEY_ID}-e{epoch}", identity.did),
+        derived.derived_private_key.clone(),
+    ))
+}
+
+/// The epoch a root key id of `did` names, if it is one of ours.
+fn epoch_of_root_id(did: &str, root_key_id: &str) -> Option<u32> {
+    let rest = root_key_id.strip_prefix(did)?.strip_prefix('#')?;
+    let rest = rest.strip_prefix(ENCRYPTION_KEY_ID)?;
+    if rest.is_empty() {
+        return Some(0);
+    }
+    rest.strip_prefix("-e")?.parse().ok()
+}
+
+fn normalize_protocol(protocol: &str) -> Result<String, AgentError> {
+    dehr_dwn::url::normalize_url(protocol)
+        .ok_or_else(|| AgentError::Refused(format!("{protocol:?} is not a protocol URL")))
+}
+
+impl Agent {
+    fn signer_of(
+        &self,
+        who: &str,
+    ) -> Result<(IdentityRecord, dehr_core::jws::PrivateKeySigner), AgentError> {
+        let identity = self.identity(who)?.clone();
+        let signer = identity.keys.signer(&identity.did)?;
+        Ok((identity, signer))
+    }
+
+    fn epoch(identity: &IdentityRecord, protocol: &str) -> u32 {
+        identity
+            .encryption_epochs
+            .get(protocol)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Configures `definition` on `who`'s own DWN with `$encryption` keys of the protocol's
+    /// current epoch injected into every rule set. Returns the definition as configured.
+    pub async fn configure_protocol(
+        &mut self,
+        who: &str,
+        definition: &Value,
+    ) -> Result<Value, AgentError> {
+        let (identity, signer) = self.signer_of(who)?;
+        let mut definition = definition.clone();
+        let protocol = normalize_protocol(
+            definition
+                .get("protocol")
+                .and_then(Value::as_str)
+                .ok_or_else(|| AgentError::Refused("the definition has no protocol".into()))?,
+        )?;
+        definition["protocol"] = Value::String(protocol.clone());
+        let (root_id, root) = epoch_root(&identity, Self::epoch(&identity, &protocol))?;
+        let injected = inject_protocol_encryption_keys(&definition, &root_id, &root)?;
+        let message =
+            builders::protocols_configure(injected.clone(), &signer).map_err(message_error)?;
+        let reply = self.client().send(&identity.did, &message, None).await?;
+        if !reply.is_success() {
+            return Err(refused("ProtocolsConfigure", &reply));
+        }
+        Ok(injected)
+    }
+
+    /// The protocol definition `target` configured, as `who` sees it (published ones only for
+    /// others).
+    pub async fn fetch_protocol(
+        &self,
+        who: &str,
+        target: &str,
+        protocol: &str,
+    ) -> Result<Option<Value>, AgentError> {
+        let (_, signer) = self.signer_of(who)?;
+        let protocol = normalize_protocol(protocol)?;
+        let message =
+            builders::protocols_query(Some(&protocol), Some(&signer)).map_err(message_error)?;
+        let reply = self.client().send(target, &message, None).await?;
+        if !reply.is_success() {
+            return Err(refused("ProtocolsQuery", &reply));
+        }
+        Ok(reply
+            .body
+            .get("entries")
+            .and_then(Value::as_array)
+            .and_then(|entries| entries.last())
+            .and_then(|entry| entry.pointer("/descriptor/definition"))
+            .cloned())
+    }
+
+    /// Writes an encrypted record into `target`'s DWN (`who`'s own when `None`). The data key
+    /// is wrapped for the target's key at the record's protocol path (its own epoch key, or the
+    /// `$encryption` key of the target's configured protocol) and, when writing for someone
+    /// else, also for the author's own key at that path, so the author can read it back.
+    pub async fn write_record(
+        &mut self,
+        who: &str,
+        target: Option<&str>,
+        record: NewRecord,
+    ) -> Result<WrittenRecord, AgentError> {
+        let (identity, signer) = self.signer_of(who)?;
+        let target = target.unwrap_or(&identity.did).to_owned();
+        let protocol = normalize_protocol(&record.protocol)?;
+        let own_input = |epoch: u32| -> Result<KeyEncryptionInput, AgentError> {
+            let (root_id, root) = epoch_root(&identity, epoch)?;
+            let key = encryption::derive_public_key(
+                &DerivedPrivateJwk::root(&root_id, KeyDerivationScheme::ProtocolPath, &root),
+                &protocol_path_key_path(&protocol, &record.protocol_path),
+            )?;
+            Ok(KeyEncryptionInput {
+                derivation_scheme: KeyDerivationScheme::ProtocolPath,
+                public_key_id: root_id,
+                public_key: key,
+            })
+        };
+        let mut inputs = Vec::new();
+        if target == identity.did {
+            inputs.push(own_input(Self::epoch(&identity, &protocol))?);
+        } else {
+            let definition = self
+                .fetch_protocol(who, &target, &protocol)
+                .await?
+                .ok_or_else(|| {
+                    AgentError::Refused(format!("{target} has not published protocol {protocol}"))
+                })?;
+            let input = protocol_path_encryption_input(&definition, &record.protocol_path)
+                .ok_or_else(|| {
+                    AgentError::Refused(format!(
+                        "{target}'s protocol {protocol} has no $encryption key at {}",
+                        record.protocol_path
+                    ))
+                })?;
+            inputs.push(input);
+            inputs.push(own_input(0)?);
+        }
+        let (ciphertext, property) = encryption::encrypt_data(&record.data, &inputs)?;
+        let options = WriteOptions {
+            protocol: Some(protocol),
+            protocol_path: Some(record.protocol_path.clone()),
+            schema: record.schema.clone(),
+            parent_context_id: record.parent_context_id.clone(),
+            recipient: record.recipient.clone(),
+            tags: record.tags.clone(),
+            encryption: Some(property.to_value()),
+            permission_grant_id: record.permission_grant_id.clone(),
+            ..WriteOptions::for_data(&ciphertext, &record.data_format)
+        };
+        let message = builders::records_write(options, &signer).map_err(message_error)?;
+        let reply = self
+            .client()
+            .send(&target, &message, Some(Bytes::from(ciphertext)))
+            .await?;
+        if !reply.is_success() {
+            return Err(refused("RecordsWrite", &reply));
+        }
+        Ok(WrittenRecord {
+            record_id: message.record_id.clone(),
+            context_id: message.context_id.clone(),
+            message,
+        })
+    }
+
+    /// Lists records of `target` at a protocol path as `who` may see them (under `grant_id`
+    /// when reading someone else's record). Returns the messages without data.
+    pub async fn query_records(
+        &self,
+        who: &str,
+        target: &str,
+        protocol: &str,
+        protocol_path: Option<&str>,
+        grant_id: Option<&str>,
+    ) -> Result<Vec<RecordsWriteMessage>, AgentError> {
+        let (_, signer) = self.signer_of(who)?;
+        let filter = RecordsFilter {
+            protocol: Some(normalize_protocol(protocol)?),
+            protocol_path: protocol_path.map(str::to_owned),
+            ..RecordsFilter::default()
+        };
+        let message = match grant_id {
+            Some(grant) => builders::records_query_with_grant(filter, None, None, &signer, grant),
+            None => builders::records_query(filter, None, None, Some(&signer)),
+        }
+        .map_err(message_error)?;
+        let reply = self.client().send(target, &message, None).await?;
+        if !reply.is_success() {
+            return Err(refused("RecordsQuery", &reply));
+        }
+        let entries = reply
+            .body
+            .get("entries")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        entries
+            .into_iter()
+            .map(|mut entry| {
+                if let Some(map) = entry.as_object_mut() {
+                    map.remove("encodedData");
+                    map.remove("initialWrite");
+                }
+                serde_json::from_value(entry).map_err(message_error)
+            })
+            .collect()
+    }
+
+    /// Reads a record of `target`, verifies it and decrypts it with `who`'s keys (its own
+    /// epoch roots for its own records, delivered keys for others').
+    pub async fn read_record(
+        &self,
+        who: &str,
+        target: &str,
+        record_id: &str,
+        grant_id: Option<&str>,
+    ) -> Result<OpenedRecord, AgentError> {
+        let (_, signer) = self.signer_of(who)?;
+        let filter = RecordsFilter {
+            record_id: Some(record_id.to_owned()),
+            ..RecordsFilter::default()
+        };
+        let message = match grant_id {
+            Some(grant) => builders::records_read_with_grant(filter, &signer, grant),
+            None => builders::records_read(filter, Some(&signer)),
+        }
+        .map_err(message_error)?;
+        let reply = self.client().send(target, &message, None).await?;
+        if !reply.is_success() {
+            return Err(refused("RecordsRead", &reply));
+        }
+        let write = reply
+            .body
+            .pointer("/entry/recordsWrite")
+            .cloned()
+            .ok_or_else(|| AgentError::Tampered {
+                record_id: record_id.into(),
+                reason: "the reply carries no RecordsWrite".into(),
+            })?;
+        let initial_write = reply.body.pointer("/entry/initialWrite").cloned();
+        let data = reply.data.clone().unwrap_or_default();
+        self.open_record(who, target, write, initial_write, &data)
+            .await
+    }
+
+    /// Verifies a RecordsWrite and its data as received from a node, then decrypts it:
+    /// structure and CIDs (recordId, contextId, `encryptionCid`), every signature against the
+    /// signer's DID document, the data against the signed `dataCid` and `dataSize`, and the
+    /// wrapped key against its tag. An update must come with its record's initial write
+    /// (`initial_write`, as RecordsRead returns it) and be by the same author: in DeHR only a
+    /// record's author changes it, so a write re-signed by anyone else is refused. Any failure
+    /// is [`AgentError::Tampered`].
+    pub async fn open_record(
+        &self,
+        who: &str,
+        target: &str,
+        write: Value,
+        initial_write: Option<Value>,
+        ciphertext: &[u8],
+    ) -> Result<OpenedRecord, AgentError> {
+        let record_id = write
+            .get("recordId")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_owned();
+        let tampered = |reason: String| AgentError::Tampered {
+            record_id: record_id.clone(),
+            reason,
+        };
+        let parsed = RecordsWrite::parse(write).map_err(|e| tampered(e.to_string()))?;
+        dehr_dwn::auth::authenticate(
+            Some(&parsed.message.authorization),
+            self.resolver().as_ref(),
+        )
+        .await
+        .map_err(|e| tampered(format!("signature does not verify: {e}")))?;
+        if !parsed.is_initial_write() {
+            let initial = initial_write.ok_or_else(|| {
+                tampered(format!(
+                    "signed by {}, whose initial write would have another record id, and no initial write to check it against",
+                    parsed.author
+                ))
+            })?;
+            let initial = RecordsWrite::parse(initial)
+                .map_err(|e| tampered(format!("initial write: {e}")))?;
+            dehr_dwn::auth::authenticate(
+                Some(&initial.message.authorization),
+                self.resolver().as_ref(),
+            )
+            .await
+            .map_err(|e| tampered(format!("initial write signature does not verify: {e}")))?;
+            if !initial.is_initial_write()
+                || initial.message.record_id != parsed.message.record_id
+                || initial.author != parsed.author
+            {
+                return Err(tampered(format!(
+                    "updated by {}, but the record was created by {}",
+                    parsed.author, initial.author
+                )));
+            }
+        }
+        let descriptor = &parsed.message.descriptor;
+        if ciphertext.len() as u64 != descriptor.data_size
+            || dehr_core::cid::data_cid(ciphertext) != descriptor.data_cid
+        {
+            return Err(tampered(
+                "the data does not match the signed dataCid/dataSize".into(),
+            ));
+        }
+        let identity = self.identity(who)?;
+        let plaintext =
+            self.decrypt_with_own_keys(identity, target, &parsed.message, ciphertext)?;
+        Ok(OpenedRecord {
+            record_id: parsed.message.record_id.clone(),
+            author: parsed.author,
+            message: parsed.message,
+            plaintext,
+        })
+    }
+
+    fn decrypt_with_own_keys(
+        &self,
+        identity: &IdentityRecord,
+        target: &str,
+        message: &RecordsWriteMessage,
+        ciphertext: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, AgentError> {
+        let property = encryption::EncryptionProperty::from_message(message)?;
+        let record_id = message.record_id.clone();
+        let mut last_error = None;
+        // Own roots: any entry wrapped for one of this identity's epoch roots.
+        for entry in &property.key_encryption {
+            if let Some(epoch) = epoch_of_root_id(&identity.did, &entry.root_key_id) {
+                let (root_id, root) = epoch_root(identity, epoch)?;
+                let key = DerivedPrivateJwk::root(&root_id, entry.derivation_scheme, &root);
+                match encryption::decrypt_record(message, &key, ciphertext) {
+                    Ok(plaintext) => return Ok(plaintext),
+                    Err(e) => last_error = Some(e),
+                }
+            }
+        }
+        // Keys delivered by the target, for this holder.
+        for received in self.vault().contents().received_keys.iter().filter(|k| {
+            k.holder == identity.did
+                && k.owner == target
+                && property
+                    .key_encryption
+                    .iter()
+                    .any(|e| e.root_key_id == k.key.root_key_id)
+        }) {
+            match encryption::decrypt_record(message, &received.key, ciphertext) {
+                Ok(plaintext) => return Ok(plaintext),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(match last_error {
+            Some(encryption::EncryptionError::KeyUnwrapFailed) => AgentError::Tampered {
+                record_id,
+                reason: "the wrapped data key does not authenticate".into(),
+            },
+            Some(e) => AgentError::NoKey {
+                record_id,
+                reason: e.to_string(),
+            },
+            None => AgentError::NoKey {
+                record_id,
+                reason: "none of this identity's keys or delivered keys is among the record's key encryptions".into(),
+            },
+        })
+    }
+
+    async fn ensure_delivery_protocol(&self, who: &str) -> Result<(), AgentError> {
+        let (identity, signer) = self.signer_of(who)?;
+        if self
+            .fetch_protocol(who, &identity.did, KEY_DELIVERY_PROTOCOL)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let message = builders::protocols_configure(key_delivery_definition(), &signer)
+            .map_err(message_error)?;
+        let reply = self.client().send(&identity.did, &message, None).await?;
+        if !reply.is_success() {
+            return Err(refused("ProtocolsConfigure (key delivery)", &reply));
+        }
+        Ok(())
+    }
+
+    /// Keys of `paths` of `protocol` at `epochs`, as delivered.
+    fn path_keys(
+        identity: &IdentityRecord,
+        protocol: &str,
+        paths: &[String],
+        epochs: std::ops::RangeInclusive<u32>,
+    ) -> Result<Vec<DeliveredKey>, AgentError> {
+        let mut keys = Vec::new();
+        for epoch in epochs {
+            let (root_id, root) = epoch_root(identity, epoch)?;
+            let root = DerivedPrivateJwk::root(&root_id, KeyDerivationScheme::ProtocolPath, &root);
+            for path in paths {
+                keys.push(DeliveredKey {
+                    protocol_path: path.clone(),
+                    key: derive_private_key(&root, &protocol_path_key_path(protocol, path))?,
+                });
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Writes a key delivery to `grantee` in `who`'s DWN.
+    async fn deliver_keys(
+        &self,
+        who: &str,
+        grantee: &str,
+        grant_ids: &[String],
+        protocol: &str,
+        keys: Vec<DeliveredKey>,
+    ) -> Result<String, AgentError> {
+        self.ensure_delivery_protocol(who).await?;
+        let (identity, signer) = self.signer_of(who)?;
+        // Fresh: the grantee may have rotated or added keys since it was cached.
+        self.resolver().invalidate(grantee);
+        let grantee_document =
+            self.resolver().resolve(grantee).await.map_err(|e| {
+                AgentError::Refused(format!("cannot resolve grantee {grantee}: {e}"))
+            })?;
+        let (key_id, grantee_key) = grantee_encryption_key(&grantee_document).ok_or_else(|| {
+            AgentError::Refused(format!(
+                "{grantee} has no secp256k1 key agreement key (#enc) to deliver keys to"
+            ))
+        })?;
+        let delivery = KeyDelivery {
+            grantor: identity.did.clone(),
+            grantee: grantee.to_owned(),
+            grant_ids: grant_ids.to_vec(),
+            protocol: protocol.to_owned(),
+            keys,
+        };
+        let plaintext =
+            zeroize::Zeroizing::new(serde_json::to_vec(&delivery).map_err(message_error)?);
+        let sealed = ecies_encrypt(&grantee_key, &plaintext)?;
+        let envelope = SealedEnvelope {
+            algorithm: encryption::ECIES_ES256K.into(),
+            recipient_key_id: key_id,
+            ephemeral_public_key: dehr_core::encoding::b64url_encode(&sealed.ephemeral_public_key),
+            initialization_vector: dehr_core::encoding::b64url_encode(
+                &sealed.initialization_vector,
+            ),
+            message_authentication_code: dehr_core::encoding::b64url_encode(
+                &sealed.message_authentication_code,
+            ),
+            ciphertext: dehr_core::encoding::b64url_encode(&sealed.ciphertext),
+        };
+        let data = serde_json::to_vec(&envelope).map_err(message_error)?;
+        let options = WriteOptions {
+            protocol: Some(KEY_DELIVERY_PROTOCOL.into()),
+            protocol_path: Some(DELIVERY_PATH.into()),
+            recipient: Some(grantee.to_owned()),
+            ..WriteOptions::for_data(&data, DELIVERY_FORMAT)
+        };
+        let message = builders::records_write(options, &signer).map_err(message_error)?;
+        let reply = self
+            .client()
+            .send(&identity.did, &message, Some(Bytes::from(data)))
+            .await?;
+        if !reply.is_success() {
+            return Err(refused("RecordsWrite (key delivery)", &reply));
+        }
+        Ok(message.record_id)
+    }
+
+    /// Grants `grantee` Read and Query access to `request.protocol_paths` of `who`'s record
+    /// and delivers the keys of exactly those paths (every epoch so far, so older records open
+    /// too).
+    pub async fn share(
+        &mut self,
+        who: &str,
+        grantee: &str,
+        request: &ShareRequest,
+    ) -> Result<Share, AgentError> {
+        let (identity, signer) = self.signer_of(who)?;
+        let protocol = normalize_protocol(&request.protocol)?;
+        if request.protocol_paths.is_empty() {
+            return Err(AgentError::Refused(
+                "share at least one protocol path".into(),
+            ));
+        }
+        let mut grant_ids = Vec::new();
+        for path in &request.protocol_paths {
+            for method in ["Read", "Query"] {
+                let data = PermissionGrantData {
+                    description: request.description.clone(),
+                    date_expires: request.date_expires.clone(),
+                    request_id: None,
+                    delegated: None,
+                    scope: PermissionScope {
+                        interface: "Records".into(),
+                        method: method.into(),
+                        protocol: Some(protocol.clone()),
+                        context_id: None,
+                        protocol_path: Some(path.clone()),
+                    },
+                    conditions: None,
+                };
+                let (message, bytes) =
+                    builders::permission_grant(grantee, &data, &signer).map_err(message_error)?;
+                let reply = self
+                    .client()
+                    .send(&identity.did, &message, Some(Bytes::from(bytes)))
+                    .await?;
+                if !reply.is_success() {
+                    return Err(refused("permission grant", &reply));
+                }
+                grant_ids.push(message.record_id);
+            }
+        }
+        let epoch = Self::epoch(&identity, &protocol);
+        let keys = Self::path_keys(&identity, &protocol, &request.protocol_paths, 0..=epoch)?;
+        let delivery_record_id = self
+            .deliver_keys(who, grantee, &grant_ids, &protocol, keys)
+            .await?;
+        self.shares_mut().push(ShareRecord {
+            grantor: identity.did.clone(),
+            grantee: grantee.to_owned(),
+            protocol,
+            protocol_paths: request.protocol_paths.clone(),
+            grant_ids: grant_ids.clone(),
+            date_expires: request.date_expires.clone(),
+            revoked: false,
+        });
+        self.save_vault()?;
+        Ok(Share {
+            grant_ids,
+            delivery_record_id,
+        })
+    }
+
+    /// Grants `grantee` the right to write records at `protocol_path` of `who`'s record (a
+    /// provider adding results or notes). Returns the grant id to write with. No keys are
+    /// delivered: writers encrypt to the public `$encryption` keys of the protocol.
+    pub async fn grant_write(
+        &mut self,
+        who: &str,
+        grantee: &str,
+        protocol: &str,
+        protocol_path: &str,
+        date_expires: &str,
+    ) -> Result<String, AgentError> {
+        let (identity, signer) = self.signer_of(who)?;
+        let data = PermissionGrantData {
+            description: None,
+            date_expires: date_expires.to_owned(),
+            request_id: None,
+            delegated: None,
+            scope: PermissionScope {
+                interface: "Records".into(),
+                method: "Write".into(),
+                protocol: Some(normalize_protocol(protocol)?),
+                context_id: None,
+                protocol_path: Some(protocol_path.to_owned()),
+            },
+            conditions: None,
+        };
+        let (message, bytes) =
+            builders::permission_grant(grantee, &data, &signer).map_err(message_error)?;
+        let reply = self
+            .client()
+            .send(&identity.did, &message, Some(Bytes::from(bytes)))
+            .await?;
+        if !reply.is_success() {
+            return Err(refused("permission grant", &reply));
+        }
+        Ok(message.record_id)
+    }
+
+    /// Fetches the key deliveries `grantor` addressed to `who`, checks they were written by
+    /// the grantor and sealed to `who`, and keeps the keys. Returns how many keys were new.
+    pub async fn receive_keys(&mut self, who: &str, grantor: &str) -> Result<usize, AgentError> {
+        let (identity, signer) = self.signer_of(who)?;
+        let filter = RecordsFilter {
+            protocol: Some(KEY_DELIVERY_PROTOCOL.into()),
+            protocol_path: Some(DELIVERY_PATH.into()),
+            recipient: Some(OneOrMany::One(identity.did.clone())),
+            author: Some(OneOrMany::One(grantor.to_owned())),
+            ..RecordsFilter::default()
+        };
+        let message =
+            builders::records_query(filter, None, None, Some(&signer)).map_err(message_error)?;
+        let reply = self.client().send(grantor, &message, None).await?;
+        if !reply.is_success() {
+            return Err(refused("RecordsQuery (key deliveries)", &reply));
+        }
+        let record_ids: Vec<String> = reply
+            .body
+            .get("entries")
+            .and_then(Value::as_array)
+            .map(|entries| {
+                entries
+                    .iter()
+                    .filter_map(|e| e.get("recordId").and_then(Value::as_str).map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut added = 0;
+        for record_id in record_ids {
+            let read = builders::records_read(
+                RecordsFilter {
+                    record_id: Some(record_id.clone()),
+                    ..RecordsFilter::default()
+                },
+                Some(&signer),
+            )
+            .map_err(message_error)?;
+            let reply = self.client().send(grantor, &read, None).await?;
+            if !reply.is_success() {
+                return Err(refused("RecordsRead (key delivery)", &reply));
+            }
+            let write = reply
+                .body
+                .pointer("/entry/recordsWrite")
+                .cloned()
+                .unwrap_or(Value::Null);
+            let data = reply.data.clone().unwrap_or_default();
+            let tampered = |reason: String| AgentError::Tampered {
+                record_id: record_id.clone(),
+                reason,
+            };
+            let parsed = RecordsWrite::parse(write).map_err(|e| tampered(e.to_string()))?;
+            dehr_dwn::auth::authenticate(
+                Some(&parsed.message.authorization),
+                self.resolver().as_ref(),
+            )
+            .await
+            .map_err(|e| tampered(format!("signature does not verify: {e}")))?;
+            if parsed.author != grantor
+                || dehr_core::cid::data_cid(&data) != parsed.message.descriptor.data_cid
+            {
+                return Err(tampered(
+                    "not written by the grantor, or data altered".into(),
+                ));
+            }
+            let envelope: SealedEnvelope =
+                serde_json::from_slice(&data).map_err(|e| tampered(e.to_string()))?;
+            let decode = |s: &str| {
+                dehr_core::encoding::b64url_decode(s).map_err(|e| tampered(e.to_string()))
+            };
+            let sealed = EciesOutput {
+                ephemeral_public_key: decode(&envelope.ephemeral_public_key)?,
+                initialization_vector: decode(&envelope.initialization_vector)?
+                    .try_into()
+                    .map_err(|_| tampered("bad IV".into()))?,
+                message_authentication_code: decode(&envelope.message_authentication_code)?
+                    .try_into()
+                    .map_err(|_| tampered("bad tag".into()))?,
+                ciphertext: decode(&envelope.ciphertext)?,
+            };
+            let secret = derive_private_key_bytes(&secret_bytes(&identity.keys.encryption)?, &[])?;
+            let plaintext = ecies_decrypt(&secret, &sealed).map_err(|_| {
+                tampered("the delivery is not sealed to this identity's key".into())
+            })?;
+            let delivery: KeyDelivery =
+                serde_json::from_slice(&plaintext).map_err(|e| tampered(e.to_string()))?;
+            if delivery.grantor != grantor || delivery.grantee != identity.did {
+                return Err(tampered(
+                    "the delivery names another grantor or grantee".into(),
+                ));
+            }
+            for delivered in delivery.keys {
+                let received = ReceivedKey {
+                    holder: identity.did.clone(),
+                    owner: grantor.to_owned(),
+                    grant_id: delivery.grant_ids.first().cloned().unwrap_or_default(),
+                    protocol: delivery.protocol.clone(),
+                    protocol_path: delivered.protocol_path,
+                    key: delivered.key,
+                };
+                let keys = &mut self.vault_mut().contents_mut().received_keys;
+                if !keys.iter().any(|k| k.same_key(&received)) {
+                    keys.push(received);
+                    added += 1;
+                }
+            }
+        }
+        self.save_vault()?;
+        Ok(added)
+    }
+
+    /// Revokes every grant `who` gave `grantee` on `protocol`, then rotates the protocol's keys:
+    /// a new epoch, the protocol configured again with its keys, and the new keys delivered to
+    /// the remaining grantees for their paths.
+    pub async fn revoke(
+        &mut self,
+        who: &str,
+        grantee: &str,
+        protocol: &str,
+    ) -> Result<Revocation, AgentError> {
+        let (identity, signer) = self.signer_of(who)?;
+        let protocol = normalize_protocol(protocol)?;
+        let mut revoked_grants = 0;
+        let shares: Vec<ShareRecord> = self
+            .shares()
+            .iter()
+            .filter(|s| {
+                s.grantor == identity.did
+                    && s.grantee == grantee
+                    && s.protocol == protocol
+                    && !s.revoked
+            })
+            .cloned()
+            .collect();
+        if shares.is_empty() {
+            return Err(AgentError::Refused(format!(
+                "{} has no active share of {protocol} with {grantee}",
+                identity.name
+            )));
+        }
+        for share in &shares {
+            for grant_id in &share.grant_ids {
+                let grant = self.fetch_own_record(who, grant_id).await?;
+                let (message, bytes) =
+                    builders::permission_revocation(&grant, Some(&protocol), &signer)
+                        .map_err(message_error)?;
+                let reply = self
+                    .client()
+                    .send(&identity.did, &message, Some(Bytes::from(bytes)))
+                    .await?;
+                if !reply.is_success() {
+                    return Err(refused("grant revocation", &reply));
+                }
+                revoked_grants += 1;
+            }
+        }
+        for share in self.shares_mut().iter_mut() {
+            if share.grantor == identity.did
+                && share.grantee == grantee
+                && share.protocol == protocol
+            {
+                share.revoked = true;
+            }
+        }
+        // Rotate: the next epoch, and the definition configured again with its keys.
+        let new_epoch = Self::epoch(&identity, &protocol) + 1;
+        let index = self
+            .identities()
+            .iter()
+            .position(|i| i.did == identity.did)
+            .ok_or_else(|| AgentError::Refused("identity vanished".into()))?;
+        self.vault_mut().contents_mut().identities[index]
+            .encryption_epochs
+            .insert(protocol.clone(), new_epoch);
+        self.save_vault()?;
+        if let Some(mut definition) = self.fetch_protocol(who, &identity.did, &protocol).await? {
+            strip_encryption_keys(&mut definition);
+            self.configure_protocol(who, &definition).await?;
+        }
+        let identity = self.identity(who)?.clone();
+        let now = dehr_core::time::now_timestamp();
+        let remaining: Vec<ShareRecord> = self
+            .shares()
+            .iter()
+            .filter(|s| {
+                s.grantor == identity.did
+                    && s.protocol == protocol
+                    && !s.revoked
+                    && s.date_expires > now
+            })
+            .cloned()
+            .collect();
+        let mut redelivered_to = Vec::new();
+        for share in remaining {
+            let keys = Self::path_keys(
+                &identity,
+                &protocol,
+                &share.protocol_paths,
+                new_epoch..=new_epoch,
+            )?;
+            self.deliver_keys(who, &share.grantee, &share.grant_ids, &protocol, keys)
+                .await?;
+            redelivered_to.push(share.grantee.clone());
+        }
+        Ok(Revocation {
+            revoked_grants,
+            protocol,
+            new_epoch,
+            redelivered_to,
+        })
+    }
+
+    async fn fetch_own_record(
+        &self,
+        who: &str,
+        record_id: &str,
+    ) -> Result<RecordsWriteMessage, AgentError> {
+        let (identity, signer) = self.signer_of(who)?;
+        let read = builders::records_read(
+            RecordsFilter {
+                record_id: Some(record_id.to_owned()),
+                ..RecordsFilter::default()
+            },
+            Some(&signer),
+        )
+        .map_err(message_error)?;
+        let reply = self.client().send(&identity.did, &read, None).await?;
+        if !reply.is_success() {
+            return Err(refused("RecordsRead", &reply));
+        }
+        serde_json::from_value(
+            reply
+                .body
+                .pointer("/entry/recordsWrite")
+                .cloned()
+                .unwrap_or(Value::Null),
+        )
+        .map_err(message_error)
+    }
+
+    /// Shares made by this agent's identities.
+    pub fn shares(&self) -> &[ShareRecord] {
+        &self.vault().contents().shares
+    }
+
+    fn shares_mut(&mut self) -> &mut Vec<ShareRecord> {
+        &mut self.vault_mut().contents_mut().shares
+    }
+
+    fn save_vault(&self) -> Result<(), AgentError> {
+        Ok(self.vault().save()?)
+    }
+}
+
+/// The grantee's secp256k1 key-agreement key: `(key id, public JWK)`.
+fn grantee_encryption_key(document: &dehr_did::DidDocument) -> Option<(String, Jwk)> {
+    let preferred = format!("{}#{ENCRYPTION_KEY_ID}", document.id);
+    let methods = &document.verification_method;
+    methods
+        .iter()
+        .find(|m| m.id == preferred)
+        .or_else(|| {
+            methods.iter().find(|m| {
+                m.public_key_jwk.as_ref().and_then(|j| j.crv.as_deref()) == Some("secp256k1")
+            })
+        })
+        .and_then(|m| Some((m.id.clone(), m.public_key_jwk.clone()?)))
+}
+
+fn secret_bytes(jwk: &Jwk) -> Result<[u8; 32], AgentError> {
+    let d = jwk
+        .d
+        .as_deref()
+        .ok_or_else(|| AgentError::Refused("the encryption key has no private part".into()))?;
+    dehr_core::encoding::b64url_decode(d)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| AgentError::Refused("the encryption key is not 32 bytes".into()))
+}
+
+/// Removes `$encryption` from every rule set (before injecting a new epoch's keys).
+fn strip_encryption_keys(definition: &mut Value) {
+    fn strip(value: &mut Value) {
+        if let Some(map) = value.as_object_mut() {
+            map.remove("$encryption");
+            for (key, child) in map.iter_mut() {
+                if !key.starts_with('$') {
+                    strip(child);
+                }
+            }
+        }
+    }
+    if let Some(structure) = definition.get_mut("structure") {
+        strip(structure);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_root_ids_round_trip() {
+        let did = "did:dht:abc";
+        assert_eq!(epoch_of_root_id(did, "did:dht:abc#enc"), Some(0));
+        assert_eq!(epoch_of_root_id(did, "did:dht:abc#enc-e3"), Some(3));
+        assert_eq!(epoch_of_root_id(did, "did:dht:abd#enc"), None);
+        assert_eq!(epoch_of_root_id(did, "did:dht:abc#encx"), None);
+        assert_eq!(epoch_of_root_id(did, "did:dht:abc#sig"), None);
+    }
+}

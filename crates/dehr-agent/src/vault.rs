@@ -226,6 +226,9 @@ pub struct VaultContents {
     /// Decryption keys others delivered to this agent's identities (with a grant).
     #[serde(default)]
     pub received_keys: Vec<ReceivedKey>,
+    /// Shares this agent's identities made (whom to send new keys after a rotation).
+    #[serde(default)]
+    pub shares: Vec<crate::sharing::ShareRecord>,
 }
 
 impl fmt::Debug for VaultContents {
@@ -237,6 +240,7 @@ impl fmt::Debug for VaultContents {
             )
             .field("identities", &self.identities)
             .field("received_keys", &self.received_keys.len())
+            .field("shares", &self.shares.len())
             .finish()
     }
 }
@@ -390,23 +394,30 @@ fn parse_file(bytes: &[u8], format: &str) -> Result<VaultFile, String> {
     Ok(file)
 }
 
+/// Why a parsed file did not open: an error to report as is, or a malformed file (the caller
+/// decides whether that is a corrupted vault or not a backup).
+enum OpenFailure {
+    Vault(VaultError),
+    Malformed(String),
+}
+
 /// Decrypts a parsed file. A failed tag means a wrong passphrase or an altered file: AES-GCM
 /// cannot tell them apart, and the error says both.
 fn open_file(
     file: &VaultFile,
     passphrase: &Passphrase,
-) -> Result<(Zeroizing<[u8; 32]>, VaultContents), Result<VaultError, String>> {
-    let salt =
-        b64url_decode(&file.kdf.salt).map_err(|_| Err("salt is not base64url".to_string()))?;
+) -> Result<(Zeroizing<[u8; 32]>, VaultContents), OpenFailure> {
+    let salt = b64url_decode(&file.kdf.salt)
+        .map_err(|_| OpenFailure::Malformed("salt is not base64url".into()))?;
     let nonce: [u8; 12] = b64url_decode(&file.cipher.nonce)
         .ok()
         .and_then(|n| n.try_into().ok())
-        .ok_or_else(|| Err("nonce is not 12 bytes of base64url".to_string()))?;
+        .ok_or_else(|| OpenFailure::Malformed("nonce is not 12 bytes of base64url".into()))?;
     let ciphertext = b64url_decode(&file.ciphertext)
-        .map_err(|_| Err("ciphertext is not base64url".to_string()))?;
-    let key = derive_key(passphrase, &salt, file.kdf.cost).map_err(Ok)?;
+        .map_err(|_| OpenFailure::Malformed("ciphertext is not base64url".into()))?;
+    let key = derive_key(passphrase, &salt, file.kdf.cost).map_err(OpenFailure::Vault)?;
     let cipher = Aes256Gcm::new_from_slice(key.as_ref())
-        .map_err(|e| Ok(VaultError::Crypto(e.to_string())))?;
+        .map_err(|e| OpenFailure::Vault(VaultError::Crypto(e.to_string())))?;
     let plaintext = Zeroizing::new(
         cipher
             .decrypt(
@@ -416,10 +427,10 @@ fn open_file(
                     aad: &file.aad(),
                 },
             )
-            .map_err(|_| Ok(VaultError::WrongPassphrase))?,
+            .map_err(|_| OpenFailure::Vault(VaultError::WrongPassphrase))?,
     );
     let contents: VaultContents = serde_json::from_slice(&plaintext)
-        .map_err(|e| Err(format!("decrypted contents do not parse: {e}")))?;
+        .map_err(|e| OpenFailure::Malformed(format!("decrypted contents do not parse: {e}")))?;
     Ok((key, contents))
 }
 
@@ -496,8 +507,8 @@ impl Vault {
         };
         let file = parse_file(&bytes, FORMAT).map_err(corrupted)?;
         let (key, contents) = open_file(&file, passphrase).map_err(|e| match e {
-            Ok(e) => e,
-            Err(reason) => corrupted(reason),
+            OpenFailure::Vault(e) => e,
+            OpenFailure::Malformed(reason) => corrupted(reason),
         })?;
         Ok(Self {
             path: path.to_owned(),
@@ -558,8 +569,8 @@ impl Vault {
         open_file(&file, backup_passphrase)
             .map(|(_, contents)| contents)
             .map_err(|e| match e {
-                Ok(e) => e,
-                Err(reason) => VaultError::NotABackup(reason),
+                OpenFailure::Vault(e) => e,
+                OpenFailure::Malformed(reason) => VaultError::NotABackup(reason),
             })
     }
 
@@ -581,6 +592,16 @@ impl Vault {
         for key in backup.received_keys {
             if !self.contents.received_keys.iter().any(|k| k.same_key(&key)) {
                 self.contents.received_keys.push(key);
+            }
+        }
+        for share in backup.shares {
+            if !self
+                .contents
+                .shares
+                .iter()
+                .any(|s| s.grant_ids == share.grant_ids)
+            {
+                self.contents.shares.push(share);
             }
         }
         if self.contents.recovery_phrase.is_none() {

@@ -75,6 +75,11 @@ pub struct WriteOptions {
     /// Defaults to now; the initial write's `dateCreated` equals it.
     pub message_timestamp: Option<String>,
     pub protocol_role: Option<String>,
+    /// The `encryption` property of encrypted data (its CID is signed as `encryptionCid`);
+    /// `data_cid`/`data_size` then describe the ciphertext.
+    pub encryption: Option<Value>,
+    /// A grant the author writes under (a provider writing into a patient's record).
+    pub permission_grant_id: Option<String>,
 }
 
 impl WriteOptions {
@@ -178,13 +183,24 @@ fn new_record(
             Some(parent) => format!("{parent}/{record_id}"),
             None => record_id.clone(),
         });
-    sign_write(
+    let mut message = sign_write(
         record_id,
         context_id,
         descriptor,
-        options.protocol_role,
+        options.protocol_role.clone(),
         signer,
-    )
+    )?;
+    if options.encryption.is_some() || options.permission_grant_id.is_some() {
+        let mut payload: RecordsWriteSignaturePayload =
+            crate::message::decode_payload(&message.authorization.signature)?;
+        if let Some(encryption) = &options.encryption {
+            payload.encryption_cid = Some(cid_of(encryption)?);
+        }
+        payload.permission_grant_id = options.permission_grant_id.clone();
+        message.authorization.signature = sign(&payload, signer)?;
+        message.encryption = options.encryption;
+    }
+    Ok(message)
 }
 
 /// Signs an update of an existing record: same immutable properties, new data, tags or

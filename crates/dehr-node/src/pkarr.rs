@@ -165,3 +165,39 @@ async fn get_packet(
 pub(crate) fn routes() -> Router<Arc<AppState>> {
     Router::new().route("/{id}", get(get_packet).put(put_packet))
 }
+
+/// Resolves did:dht from the node's own relay first, then through `inner` (the configured
+/// gateways). A person publishing their DID to the node they use can then write to it at once,
+/// with no other gateway and no DHT: the packet is signed by the DID's own key, so a local copy
+/// is as trustworthy as a fetched one. Other methods go straight to `inner`.
+pub struct LocalRelayResolver<R> {
+    relay: Arc<PkarrRelay>,
+    inner: R,
+}
+
+impl<R> std::fmt::Debug for LocalRelayResolver<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalRelayResolver")
+            .field("relay", &self.relay.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R> LocalRelayResolver<R> {
+    pub fn new(relay: Arc<PkarrRelay>, inner: R) -> Self {
+        Self { relay, inner }
+    }
+}
+
+#[async_trait::async_trait]
+impl<R: dehr_did::DidResolver> dehr_did::DidResolver for LocalRelayResolver<R> {
+    async fn resolve(&self, did: &str) -> Result<dehr_did::DidDocument, dehr_did::DidError> {
+        let bare = did.split(['#', '?', '/']).next().unwrap_or(did);
+        if let Some(id) = bare.strip_prefix("did:dht:")
+            && let Ok(Some(body)) = self.relay.get(id).await
+        {
+            return dehr_did::decode_did_dht_relay_body(bare, &body).map(|r| r.document);
+        }
+        self.inner.resolve(did).await
+    }
+}

@@ -72,6 +72,15 @@ pub async fn bind(config: NodeConfig) -> Result<Node, NodeError> {
         resolver_config.dht_gateways = config.did_dht_gateways.clone();
     }
     let resolver = dehr_did::UniversalResolver::new(resolver_config);
+    let relay = Arc::new(
+        crate::pkarr::PkarrRelay::open(data_dir.join("pkarr")).map_err(|source| {
+            NodeError::DataDir {
+                path: data_dir.join("pkarr"),
+                source,
+            }
+        })?,
+    );
+    let resolver = crate::pkarr::LocalRelayResolver::new(relay.clone(), resolver);
     let dwn_config = DwnConfig {
         max_data_size: config.max_data_size,
         ..DwnConfig::default()
@@ -87,14 +96,7 @@ pub async fn bind(config: NodeConfig) -> Result<Node, NodeError> {
         ),
         Err(e) => tracing::warn!("could not finish interrupted deletes: {e}"),
     }
-    let relay = crate::pkarr::PkarrRelay::open(data_dir.join("pkarr")).map_err(|source| {
-        NodeError::DataDir {
-            path: data_dir.join("pkarr"),
-            source,
-        }
-    })?;
-    let state =
-        Arc::new(AppState::new(dwn, config.server_options()).with_pkarr_relay(Arc::new(relay)));
+    let state = Arc::new(AppState::new(dwn, config.server_options()).with_pkarr_relay(relay));
     Ok(Node {
         listener,
         addr,
