@@ -20,6 +20,15 @@ fn every_command_has_help_with_an_example() {
         vec!["--help"],
         vec!["node", "--help"],
         vec!["bench", "--help"],
+        vec!["identity", "create", "--help"],
+        vec!["identity", "list", "--help"],
+        vec!["identity", "show", "--help"],
+        vec!["identity", "add-node", "--help"],
+        vec!["identity", "remove-node", "--help"],
+        vec!["identity", "export", "--help"],
+        vec!["identity", "import", "--help"],
+        vec!["identity", "recover", "--help"],
+        vec!["identity", "phrase", "--help"],
     ] {
         let output = dehr().args(&args).output().expect("runs");
         assert!(output.status.success(), "{args:?}");
@@ -220,4 +229,110 @@ async fn acknowledged_writes_survive_kill_9() {
     assert_eq!(entries.len(), acknowledged, "{reply}");
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// `dehr identity …` against a real `dehr node`: create, list, show, add and remove a node,
+/// export and import a backup, recover from the phrase; a wrong passphrase is refused.
+#[test]
+fn identity_commands_work_against_a_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut node, url) = start_node(&dir.path().join("node"), &[]);
+    let (mut second, second_url) = start_node(&dir.path().join("node2"), &[]);
+    let home = dir.path().join("home");
+    let run = |home: &std::path::Path, passphrase: &str, args: &[&str]| {
+        let output = dehr()
+            .env("DEHR_HOME", home)
+            .env("DEHR_PASSPHRASE", passphrase)
+            .env_remove("DEHR_DID_DHT_GATEWAYS")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let pass = "cli test passphrase";
+    let (ok, stdout, stderr) = run(
+        &home,
+        pass,
+        &[
+            "identity", "create", "--name", "alice", "--role", "patient", "--node", &url,
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let phrase = stdout
+        .lines()
+        .find(|l| l.split(' ').count() == 24)
+        .expect("the phrase")
+        .to_owned();
+    let did = stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("did:dht:"))
+        .expect("the DID")
+        .to_owned();
+
+    let (ok, stdout, _) = run(&home, pass, &["identity", "list"]);
+    assert!(
+        ok && stdout.contains(&did) && stdout.contains("patient"),
+        "{stdout}"
+    );
+    let (ok, stdout, _) = run(&home, pass, &["identity", "show", "alice"]);
+    assert!(
+        ok && stdout.contains("DecentralizedWebNode") && stdout.contains("#enc"),
+        "{stdout}"
+    );
+
+    let (ok, _, stderr) = run(&home, pass, &["identity", "add-node", "alice", &second_url]);
+    assert!(ok, "{stderr}");
+    let (ok, stdout, _) = run(&home, pass, &["identity", "show", "alice"]);
+    assert!(ok && stdout.contains(&second_url), "{stdout}");
+    let (ok, _, stderr) = run(&home, pass, &["identity", "remove-node", "alice", &url]);
+    assert!(ok, "{stderr}");
+
+    let (ok, _, stderr) = run(&home, "wrong passphrase", &["identity", "list"]);
+    assert!(!ok && stderr.contains("wrong passphrase"), "{stderr}");
+
+    let backup = dir.path().join("backup.json");
+    let (ok, _, stderr) = run(
+        &home,
+        pass,
+        &["identity", "export", "--out", backup.to_str().unwrap()],
+    );
+    assert!(ok, "{stderr}");
+    let other = dir.path().join("other");
+    let (ok, stdout, stderr) = run(
+        &other,
+        pass,
+        &["identity", "import", backup.to_str().unwrap()],
+    );
+    assert!(ok && stdout.contains(&did), "{stdout}{stderr}");
+
+    // Recovery finds the DID through the second node, where the latest document is.
+    let recovered = dir.path().join("recovered");
+    let output = dehr()
+        .env("DEHR_HOME", &recovered)
+        .env("DEHR_PASSPHRASE", pass)
+        .env("DEHR_RECOVERY_PHRASE", &phrase)
+        .args(["identity", "recover", "--gateway", &second_url])
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&did) && stdout.contains(&second_url),
+        "{stdout}"
+    );
+
+    let _ = node.kill();
+    let _ = second.kill();
+    let _ = node.wait();
+    let _ = second.wait();
 }
