@@ -1,10 +1,13 @@
-//! `dehr`: the one program of DeHR. Today it runs a node (`dehr node`); the agent, the
-//! one-command local setup and the benchmarks come as further subcommands.
+//! `dehr`: the one program of DeHR: a node (`dehr node`), identities and their vault
+//! (`dehr identity`) and benchmarks (`dehr bench`); the agent's API and the one-command local
+//! setup come as further subcommands.
 //!
 //! This binary owns what the libraries must not: argument parsing, logging set-up, signals
 //! and turning errors into advice for the person at the terminal.
 
 mod bench;
+mod encryption_vectors;
+mod identity;
 mod logging;
 mod node;
 mod sample_messages;
@@ -41,9 +44,18 @@ enum Command {
     Node(node::NodeArgs),
     /// Measure the node: writes per second, query latency, and the same on dwn-sdk-js.
     Bench(bench::BenchArgs),
+    /// Manage identities: DIDs, their keys in the encrypted vault, their nodes, backups.
+    #[command(subcommand)]
+    Identity(identity::IdentityCommand),
     /// Print messages built by DeHR's builders as JSON lines (for the interoperability suite).
     #[command(hide = true)]
     SampleMessages,
+    /// Print records encrypted by DeHR as JSON lines (for the interoperability suite).
+    #[command(hide = true)]
+    EncryptionVectors,
+    /// Decrypt records encrypted by dwn-sdk-js, given as JSON lines on stdin (interoperability suite).
+    #[command(hide = true)]
+    OpenEncrypted,
 }
 
 fn main() -> ExitCode {
@@ -63,7 +75,10 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Node(args) => node::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Identity(command) => identity::run(command).await,
             Command::SampleMessages => sample_messages::run(),
+            Command::EncryptionVectors => encryption_vectors::run_vectors(),
+            Command::OpenEncrypted => encryption_vectors::run_open(),
         }
     });
     match result {
