@@ -372,6 +372,32 @@ fn authorization_with_grant<D: Serialize>(
     sign(&payload, signer)
 }
 
+/// A RecordsSubscribe: live events of records matching `filter` (same shape as a query's
+/// message, without sorting or pagination).
+pub fn records_subscribe(
+    filter: RecordsFilter,
+    signer: &dyn Signer,
+) -> Result<RecordsQueryMessage, DwnError> {
+    let descriptor = RecordsQueryDescriptor {
+        interface: "Records".into(),
+        method: "Subscribe".into(),
+        message_timestamp: dehr_core::time::now_timestamp(),
+        filter,
+        date_sort: None,
+        pagination: None,
+    };
+    let signature = authorization_with_grant(&descriptor, signer, None)?;
+    Ok(RecordsQueryMessage {
+        descriptor,
+        authorization: Some(Authorization {
+            signature,
+            author_delegated_grant: None,
+            owner_signature: None,
+            owner_delegated_grant: None,
+        }),
+    })
+}
+
 /// A RecordsQuery that invokes a permission grant: its `permissionGrantId` is in the signature
 /// payload. DeHR lets a grantee whose Records/Query grant names a protocol query within it;
 /// dwn-sdk-js 0.5.2 ignores the id (the grantee gets the non-owner view).

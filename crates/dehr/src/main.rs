@@ -6,6 +6,7 @@
 //! and turning errors into advice for the person at the terminal.
 
 mod bench;
+mod client_check;
 mod encryption_vectors;
 mod identity;
 mod logging;
@@ -50,6 +51,9 @@ enum Command {
     /// Print messages built by DeHR's builders as JSON lines (for the interoperability suite).
     #[command(hide = true)]
     SampleMessages,
+    /// Drive the agent's DWN client through an encrypted round trip against a node (interop suite).
+    #[command(hide = true)]
+    ClientCheck(client_check::ClientCheckArgs),
     /// Print records encrypted by DeHR as JSON lines (for the interoperability suite).
     #[command(hide = true)]
     EncryptionVectors,
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::Identity(command) => identity::run(command).await,
             Command::SampleMessages => sample_messages::run(),
+            Command::ClientCheck(args) => client_check::run(args).await,
             Command::EncryptionVectors => encryption_vectors::run_vectors(),
             Command::OpenEncrypted => encryption_vectors::run_open(),
         }
