@@ -454,6 +454,80 @@ pub struct KeyEncryptionInput {
     pub public_key: Jwk,
 }
 
+/// Wraps a record's data key for `input` (one `keyEncryption` entry). A protocolContext entry
+/// carries the public key it was made for (`derivedPublicKey`), so a responder in the same
+/// context can wrap keys for it, as dwn-sdk-js does.
+pub fn wrap_data_key(
+    data_key: &[u8],
+    input: &KeyEncryptionInput,
+) -> Result<KeyEncryption, EncryptionError> {
+    let wrapped = ecies_encrypt(&input.public_key, data_key)?;
+    let mut ephemeral = public_jwk_from_bytes(KeyType::Secp256k1, &wrapped.ephemeral_public_key)
+        .map_err(|e| invalid("ephemeral key", e))?;
+    ephemeral.alg = Some("ES256K".into());
+    Ok(KeyEncryption {
+        root_key_id: input.public_key_id.clone(),
+        algorithm: ECIES_ES256K.into(),
+        derivation_scheme: input.derivation_scheme,
+        ephemeral_public_key: ephemeral,
+        initialization_vector: b64url_encode(&wrapped.initialization_vector),
+        message_authentication_code: b64url_encode(&wrapped.message_authentication_code),
+        encrypted_key: b64url_encode(&wrapped.ciphertext),
+        derived_public_key: (input.derivation_scheme == KeyDerivationScheme::ProtocolContext)
+            .then(|| input.public_key.clone()),
+    })
+}
+
+/// A data key and IV for one record (A256CTR). Keeping them lets a caller add key encryptions
+/// after the record id is known (a root record's protocolContext key depends on it), as
+/// dwn-sdk-js's `encryptSymmetricEncryptionKey` does.
+pub struct DataKey {
+    key: Zeroizing<[u8; 32]>,
+    iv: [u8; 16],
+}
+
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DataKey(<redacted>)")
+    }
+}
+
+impl DataKey {
+    /// A fresh random key and IV.
+    pub fn generate() -> Result<Self, EncryptionError> {
+        let mut key = Zeroizing::new([0u8; 32]);
+        let mut iv = [0u8; 16];
+        getrandom::fill(key.as_mut()).map_err(|e| EncryptionError::Random(e.to_string()))?;
+        getrandom::fill(&mut iv).map_err(|e| EncryptionError::Random(e.to_string()))?;
+        Ok(Self { key, iv })
+    }
+
+    /// The ciphertext of `plaintext`.
+    pub fn encrypt(&self, plaintext: &[u8]) -> Vec<u8> {
+        let mut ciphertext = plaintext.to_vec();
+        aes256_ctr(&self.key, &self.iv, &mut ciphertext);
+        ciphertext
+    }
+
+    /// The `encryption` property wrapping this key for each of `inputs`.
+    pub fn property(
+        &self,
+        inputs: &[KeyEncryptionInput],
+    ) -> Result<EncryptionProperty, EncryptionError> {
+        if inputs.is_empty() {
+            return Err(invalid("key encryption inputs", "at least one is needed"));
+        }
+        Ok(EncryptionProperty {
+            algorithm: A256CTR.into(),
+            initialization_vector: b64url_encode(&self.iv),
+            key_encryption: inputs
+                .iter()
+                .map(|input| wrap_data_key(self.key.as_ref(), input))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
 /// Encrypts `plaintext` with a fresh data key and IV and wraps the key for each of `inputs`.
 /// Returns the ciphertext (what the node stores; `dataCid` is computed over it) and the
 /// `encryption` property.
@@ -461,42 +535,9 @@ pub fn encrypt_data(
     plaintext: &[u8],
     inputs: &[KeyEncryptionInput],
 ) -> Result<(Vec<u8>, EncryptionProperty), EncryptionError> {
-    if inputs.is_empty() {
-        return Err(invalid("key encryption inputs", "at least one is needed"));
-    }
-    let mut key = Zeroizing::new([0u8; 32]);
-    let mut iv = [0u8; 16];
-    getrandom::fill(key.as_mut()).map_err(|e| EncryptionError::Random(e.to_string()))?;
-    getrandom::fill(&mut iv).map_err(|e| EncryptionError::Random(e.to_string()))?;
-    let mut ciphertext = plaintext.to_vec();
-    aes256_ctr(&key, &iv, &mut ciphertext);
-    let mut key_encryption = Vec::with_capacity(inputs.len());
-    for input in inputs {
-        let wrapped = ecies_encrypt(&input.public_key, key.as_ref())?;
-        let mut ephemeral =
-            public_jwk_from_bytes(KeyType::Secp256k1, &wrapped.ephemeral_public_key)
-                .map_err(|e| invalid("ephemeral key", e))?;
-        ephemeral.alg = Some("ES256K".into());
-        key_encryption.push(KeyEncryption {
-            root_key_id: input.public_key_id.clone(),
-            algorithm: ECIES_ES256K.into(),
-            derivation_scheme: input.derivation_scheme,
-            ephemeral_public_key: ephemeral,
-            initialization_vector: b64url_encode(&wrapped.initialization_vector),
-            message_authentication_code: b64url_encode(&wrapped.message_authentication_code),
-            encrypted_key: b64url_encode(&wrapped.ciphertext),
-            derived_public_key: (input.derivation_scheme == KeyDerivationScheme::ProtocolContext)
-                .then(|| input.public_key.clone()),
-        });
-    }
-    Ok((
-        ciphertext,
-        EncryptionProperty {
-            algorithm: A256CTR.into(),
-            initialization_vector: b64url_encode(&iv),
-            key_encryption,
-        },
-    ))
+    let key = DataKey::generate()?;
+    let property = key.property(inputs)?;
+    Ok((key.encrypt(plaintext), property))
 }
 
 fn decode_fixed<const N: usize>(what: &'static str, b64: &str) -> Result<[u8; N], EncryptionError> {
@@ -506,17 +547,13 @@ fn decode_fixed<const N: usize>(what: &'static str, b64: &str) -> Result<[u8; N]
         .map_err(|_| invalid(what, format!("not {N} bytes")))
 }
 
-/// `Records.decrypt`: opens `ciphertext` of `message` with `ancestor`, a key on the record's
-/// derivation path (the root, a protocol or path key, or a context key).
-pub fn decrypt_record(
+/// The data key of `message`, unwrapped with `ancestor` (a key on the record's derivation path
+/// for the first key encryption whose root and scheme match it, as dwn-sdk-js chooses).
+pub fn unwrap_data_key(
     message: &RecordsWriteMessage,
     ancestor: &DerivedPrivateJwk,
-    ciphertext: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, EncryptionError> {
+) -> Result<Zeroizing<[u8; 32]>, EncryptionError> {
     let encryption = EncryptionProperty::from_message(message)?;
-    if encryption.algorithm != A256CTR {
-        return Err(EncryptionError::UnsupportedAlgorithm(encryption.algorithm));
-    }
     let entry = encryption
         .key_encryption
         .iter()
@@ -547,13 +584,28 @@ pub fn decrypt_record(
         ciphertext: b64url_decode(&entry.encrypted_key).map_err(|e| invalid("encrypted key", e))?,
     };
     let data_key = ecies_decrypt(&leaf, &wrapped)?;
-    let data_key: &[u8; 32] = data_key
+    let data_key: [u8; 32] = data_key
         .as_slice()
         .try_into()
         .map_err(|_| invalid("data key", "not 32 bytes"))?;
+    Ok(Zeroizing::new(data_key))
+}
+
+/// `Records.decrypt`: opens `ciphertext` of `message` with `ancestor`, a key on the record's
+/// derivation path (the root, a protocol or path key, or a context key).
+pub fn decrypt_record(
+    message: &RecordsWriteMessage,
+    ancestor: &DerivedPrivateJwk,
+    ciphertext: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, EncryptionError> {
+    let encryption = EncryptionProperty::from_message(message)?;
+    if encryption.algorithm != A256CTR {
+        return Err(EncryptionError::UnsupportedAlgorithm(encryption.algorithm));
+    }
+    let data_key = unwrap_data_key(message, ancestor)?;
     let iv: [u8; 16] = decode_fixed("data IV", &encryption.initialization_vector)?;
     let mut plaintext = Zeroizing::new(ciphertext.to_vec());
-    aes256_ctr(data_key, &iv, &mut plaintext);
+    aes256_ctr(&data_key, &iv, &mut plaintext);
     Ok(plaintext)
 }
 

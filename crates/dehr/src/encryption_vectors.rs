@@ -14,14 +14,11 @@ use anyhow::{Context, Result, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use dehr_agent::encryption::{
-    self, DerivedPrivateJwk, EciesOutput, EncryptionProperty, KeyDerivationScheme, KeyEncryption,
-    KeyEncryptionInput, inject_protocol_encryption_keys, protocol_context_key_path,
-    protocol_path_encryption_input, protocol_path_key_path,
+    self, DerivedPrivateJwk, EncryptionProperty, KeyDerivationScheme, KeyEncryptionInput,
+    inject_protocol_encryption_keys, protocol_context_key_path, protocol_path_encryption_input,
+    protocol_path_key_path,
 };
-use dehr_core::crypto::{
-    KeyType, public_jwk_from_bytes, public_key_bytes, try_generate_private_jwk,
-};
-use dehr_core::encoding::{b64url_decode, b64url_encode};
+use dehr_core::crypto::{KeyType, try_generate_private_jwk};
 use dehr_core::jwk::Jwk;
 use dehr_core::jws::PrivateKeySigner;
 use dehr_dwn::builders::{self, WriteOptions};
@@ -149,17 +146,15 @@ fn definition_input(definition: &Value, path: &str) -> Result<KeyEncryptionInput
 /// A root record at `a` whose data key is wrapped for the path key and for the context key.
 ///
 /// The context key of a root record is derived from its record id, which is the CID of the
-/// descriptor, and so of `dataCid`, computed over the ciphertext. dwn-sdk-js breaks the cycle
-/// by choosing the data key first (`encryptSymmetricEncryptionKey` after `create`).
-/// `encrypt_data` draws the data key itself and does not return it, so the record is
-/// encrypted for the path key first, built once to learn its id, then the tenant (who holds
-/// the root) unwraps the data key and wraps it again for the context key. `encryption` is not
-/// part of the descriptor, so a second build with the same timestamp keeps the record id.
+/// descriptor, and so of `dataCid`, computed over the ciphertext. As dwn-sdk-js does
+/// (`encryptSymmetricEncryptionKey` after `create`), the data key is chosen first, the record
+/// built once to learn its id, then the key wrapped for both keys; `encryption` is not part of
+/// the descriptor, so a second build with the same timestamp keeps the record id.
 fn root_record_with_context_key(tenant: &Actor, definition: &Value) -> Result<Vector> {
     let plaintext =
         br#"{"resourceType":"Observation","status":"final","code":{"text":"HbA1c"}}"#.to_vec();
-    let (ciphertext, mut property) =
-        encryption::encrypt_data(&plaintext, &[definition_input(definition, "a")?])?;
+    let data_key = encryption::DataKey::generate()?;
+    let ciphertext = data_key.encrypt(&plaintext);
     let options = WriteOptions {
         message_timestamp: Some(dehr_core::time::now_timestamp()),
         ..protocol_write("a", None, &ciphertext)
@@ -170,19 +165,14 @@ fn root_record_with_context_key(tenant: &Actor, definition: &Value) -> Result<Ve
         .clone()
         .context("a protocol record has a contextId")?;
     let context_key = tenant.context_key(&context_id)?;
-    let data_key = unwrap_data_key(
-        &property,
-        &tenant.root(KeyDerivationScheme::ProtocolPath),
-        &protocol_path_key_path(PROTOCOL, "a"),
-    )?;
-    property.key_encryption.push(wrap_data_key(
-        &data_key,
-        &KeyEncryptionInput {
+    let property = data_key.property(&[
+        definition_input(definition, "a")?,
+        KeyEncryptionInput {
             derivation_scheme: KeyDerivationScheme::ProtocolContext,
             public_key_id: tenant.root_key_id.clone(),
             public_key: context_key.derived_private_key.public(),
         },
-    )?);
+    ])?;
     let message = builders::records_write(
         WriteOptions {
             encryption: Some(property.to_value()),
@@ -218,52 +208,6 @@ fn root_record_with_context_key(tenant: &Actor, definition: &Value) -> Result<Ve
             ),
             ("context", context_key),
         ],
-    })
-}
-
-/// The record's data key, unwrapped from the key encryption for `holder`'s root and scheme.
-fn unwrap_data_key(
-    property: &EncryptionProperty,
-    holder: &DerivedPrivateJwk,
-    key_path: &[String],
-) -> Result<Vec<u8>> {
-    let entry = property
-        .key_encryption
-        .iter()
-        .find(|k| {
-            k.root_key_id == holder.root_key_id && k.derivation_scheme == holder.derivation_scheme
-        })
-        .context("no key encryption for the holder")?;
-    let leaf = encryption::derive_leaf_key(holder, key_path)?;
-    let wrapped = EciesOutput {
-        ephemeral_public_key: public_key_bytes(&entry.ephemeral_public_key, true)?,
-        initialization_vector: b64url_decode(&entry.initialization_vector)?
-            .try_into()
-            .map_err(|_| anyhow::anyhow!("the key encryption IV is not 16 bytes"))?,
-        message_authentication_code: b64url_decode(&entry.message_authentication_code)?
-            .try_into()
-            .map_err(|_| anyhow::anyhow!("the key encryption tag is not 16 bytes"))?,
-        ciphertext: b64url_decode(&entry.encrypted_key)?,
-    };
-    Ok(encryption::ecies_decrypt(&leaf, &wrapped)?.to_vec())
-}
-
-/// A key encryption of `data_key` for `input`, shaped as `encrypt_data` (and dwn-sdk-js) make
-/// them: a protocolContext entry carries the public key it was made for.
-fn wrap_data_key(data_key: &[u8], input: &KeyEncryptionInput) -> Result<KeyEncryption> {
-    let wrapped = encryption::ecies_encrypt(&input.public_key, data_key)?;
-    let mut ephemeral = public_jwk_from_bytes(KeyType::Secp256k1, &wrapped.ephemeral_public_key)?;
-    ephemeral.alg = Some("ES256K".into());
-    Ok(KeyEncryption {
-        root_key_id: input.public_key_id.clone(),
-        algorithm: encryption::ECIES_ES256K.into(),
-        derivation_scheme: input.derivation_scheme,
-        ephemeral_public_key: ephemeral,
-        initialization_vector: b64url_encode(&wrapped.initialization_vector),
-        message_authentication_code: b64url_encode(&wrapped.message_authentication_code),
-        encrypted_key: b64url_encode(&wrapped.ciphertext),
-        derived_public_key: (input.derivation_scheme == KeyDerivationScheme::ProtocolContext)
-            .then(|| input.public_key.clone()),
     })
 }
 
