@@ -381,6 +381,7 @@ impl Agent {
             identities,
             received_keys: Vec::new(),
             shares: Vec::new(),
+            log_heads: Vec::new(),
         };
         let vault = Vault::create_from(&config.vault_path(), passphrase, contents, config.kdf)?;
         Self::assemble(config, vault)

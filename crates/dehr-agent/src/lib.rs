@@ -6,6 +6,7 @@
 //! rotates them on revocation ([`sharing`]), and talks to nodes through the [`client`].
 //! [`Agent`] ties these together for the CLI, the FHIR API and the portal.
 
+pub mod access_log;
 pub mod agent;
 pub mod client;
 pub mod encryption;

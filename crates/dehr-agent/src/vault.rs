@@ -229,6 +229,9 @@ pub struct VaultContents {
     /// Shares this agent's identities made (whom to send new keys after a rotation).
     #[serde(default)]
     pub shares: Vec<crate::sharing::ShareRecord>,
+    /// The newest access-log entry seen per identity and node, to catch entries removed later.
+    #[serde(default)]
+    pub log_heads: Vec<crate::access_log::LogHead>,
 }
 
 impl fmt::Debug for VaultContents {

@@ -561,3 +561,24 @@ pub fn messages_subscribe(
         authorization: crate::messages::MessagesAuthorization { signature },
     })
 }
+
+/// An AccessLog Read (a DeHR extension): the tenant's access log after sequence `after`, signed
+/// by the tenant.
+pub fn access_log_read(
+    after: Option<u64>,
+    limit: Option<u64>,
+    signer: &dyn Signer,
+) -> Result<crate::access_log::AccessLogReadMessage, DwnError> {
+    let descriptor = crate::access_log::AccessLogReadDescriptor {
+        interface: "AccessLog".into(),
+        method: "Read".into(),
+        message_timestamp: dehr_core::time::now_timestamp(),
+        after,
+        limit,
+    };
+    let authorization = authorization(&descriptor, signer, None)?;
+    Ok(crate::access_log::AccessLogReadMessage {
+        descriptor,
+        authorization,
+    })
+}

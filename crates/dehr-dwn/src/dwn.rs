@@ -168,7 +168,9 @@ impl Dwn {
                 ),
             );
         };
+        let attempt = crate::access_log::Attempt::of(tenant, &interface, &method, &message);
         let result = match (interface.as_str(), method.as_str()) {
+            ("AccessLog", "Read") => self.handle_access_log_read(tenant, message).await,
             ("Records", "Write") => self.handle_records_write(tenant, message, data).await,
             ("Records", "Read") => self.handle_records_read(tenant, message).await,
             ("Records", "Query") => self.handle_records_query(tenant, message).await,
@@ -202,7 +204,7 @@ impl Dwn {
                 format!("{i}{m} is not a supported interface and method"),
             )),
         };
-        match result {
+        let reply = match result {
             Ok(reply) => reply,
             Err(e) => {
                 if e.status() >= 500 {
@@ -214,6 +216,11 @@ impl Dwn {
                 }
                 Reply::from_error(&e)
             }
+        };
+        if let Some(attempt) = attempt {
+            let entry = attempt.entry(&reply);
+            self.log_access(tenant, entry).await;
         }
+        reply
     }
 }

@@ -146,6 +146,7 @@ error_codes! {
     ],
     401 => [
         TenantNotActive,
+        AccessLogReadUnauthorized,
         AuthenticationFailed,
         GeneralJwsVerifierGetPublicKeyNotFound,
         GeneralJwsVerifierInvalidSignature,

@@ -4,6 +4,7 @@
 //! Entry point: [`Dwn::process_message`]. This crate does no I/O of its own beyond what the store
 //! and the DID resolver it is given do; it knows nothing of HTTP.
 
+pub mod access_log;
 pub mod auth;
 pub mod builders;
 mod dwn;

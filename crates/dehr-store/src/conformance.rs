@@ -98,6 +98,7 @@ pub async fn run_all<S: Store + ?Sized>(store: &S) -> CheckResult {
         events,
         data,
         tasks,
+        access_log,
     );
     if failures.is_empty() {
         Ok(())
@@ -1745,6 +1746,28 @@ pub async fn data<S: Store + ?Sized>(store: &S) -> CheckResult {
 
 /// Resumable tasks: registration, extension, grabbing only what timed out (earliest first, up
 /// to the count, bumping the retry count and timeout) and deletion.
+/// The access log: per-tenant sequence from 1, the hash chain, reads after a sequence number
+/// with a limit, and tenants kept apart.
+pub async fn access_log<S: Store + ?Sized>(store: &S) -> CheckResult {
+    let t1 = "did:example:log-1";
+    let t2 = "did:example:log-2";
+    ensure_eq!(store.access_log_read(t1, 0, 10).await?, vec![]);
+    let first = store.access_log_append(t1, b"one".to_vec()).await?;
+    let other = store.access_log_append(t2, b"other".to_vec()).await?;
+    let second = store.access_log_append(t1, b"two".to_vec()).await?;
+    ensure_eq!((first.seq, other.seq, second.seq), (1, 1, 2));
+    ensure_eq!(first.hash, crate::access_log_hash(&[0u8; 32], 1, b"one"));
+    ensure_eq!(second.hash, crate::access_log_hash(&first.hash, 2, b"two"));
+    ensure_eq!(
+        store.access_log_read(t1, 0, 10).await?,
+        vec![first.clone(), second.clone()]
+    );
+    ensure_eq!(store.access_log_read(t1, 1, 10).await?, vec![second]);
+    ensure_eq!(store.access_log_read(t1, 0, 1).await?, vec![first]);
+    ensure_eq!(store.access_log_read(t2, 0, 10).await?, vec![other]);
+    Ok(())
+}
+
 pub async fn tasks<S: Store + ?Sized>(store: &S) -> CheckResult {
     let t1 = "did:example:tasks-1";
     let t2 = "did:example:tasks-2";

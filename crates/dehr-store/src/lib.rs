@@ -399,6 +399,31 @@ pub trait DataWriter: Send {
     async fn finish(self: Box<Self>, key: DataKey) -> Result<(), StoreError>;
 }
 
+/// One entry of a tenant's access log: who did what to the tenant's DWN, appended by the node
+/// and chained by hash so that an altered or removed entry shows (see [`access_log_hash`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessLogEntry {
+    /// 1, 2, 3… per tenant.
+    pub seq: u64,
+    /// The entry itself (JSON written by the engine), opaque to the store.
+    pub entry: Vec<u8>,
+    /// [`access_log_hash`] of the previous entry's hash, `seq` and `entry`.
+    pub hash: [u8; 32],
+}
+
+/// The hash chaining the access log: `SHA-256(previous hash ‖ seq as 8 big-endian bytes ‖
+/// entry)`, with 32 zero bytes before the first entry. Changing, removing or reordering any entry
+/// changes every later hash; truncating the end is caught by comparing with a head (seq and hash)
+/// seen before.
+pub fn access_log_hash(previous: &[u8; 32], seq: u64, entry: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(previous);
+    hasher.update(seq.to_be_bytes());
+    hasher.update(entry);
+    hasher.finalize().into()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("index `{0}` is not supported by this store")]
@@ -473,6 +498,23 @@ pub trait Store: Send + Sync {
 
     /// Removes a finished task. An unknown id is not an error.
     async fn task_delete(&self, tenant: &str, id: &str) -> Result<(), StoreError>;
+
+    /// Appends `entry` to the tenant's access log, chained to the previous entry, and returns it
+    /// with its sequence number and hash.
+    async fn access_log_append(
+        &self,
+        tenant: &str,
+        entry: Vec<u8>,
+    ) -> Result<AccessLogEntry, StoreError>;
+
+    /// Access log entries with `seq > after`, in order, at most `limit`, exactly as stored (the
+    /// reader checks the chain).
+    async fn access_log_read(
+        &self,
+        tenant: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<AccessLogEntry>, StoreError>;
 
     /// The one call that spans tenants: at start-up, takes up to `count` tasks whose timeout is
     /// before `now_ms` (strictly; earliest timeout first, then oldest registration), sets their

@@ -17,9 +17,9 @@ use bytes::Bytes;
 use futures_util::stream;
 
 use crate::{
-    Commit, Cursor, DataBlob, DataKey, DataWriter, Direction, Event, Filter, IndexValue,
-    Pagination, QueryResult, ResumableTask, Sort, Store, StoreError, StoredMessage, compare_values,
-    filter_matches, validate_indexes, validate_query,
+    AccessLogEntry, Commit, Cursor, DataBlob, DataKey, DataWriter, Direction, Event, Filter,
+    IndexValue, Pagination, QueryResult, ResumableTask, Sort, Store, StoreError, StoredMessage,
+    compare_values, filter_matches, validate_indexes, validate_query,
 };
 
 /// Size of the chunks `data_get` streams, so that consumers see the same chunking behaviour as
@@ -31,6 +31,7 @@ struct Tenant {
     messages: BTreeMap<String, StoredMessage>,
     /// watermark → message CID.
     events: BTreeMap<u64, String>,
+    access_log: Vec<AccessLogEntry>,
 }
 
 #[derive(Default)]
@@ -308,6 +309,45 @@ impl Store for MemoryStore {
             task.timeout_ms = timeout_ms;
         }
         Ok(())
+    }
+
+    async fn access_log_append(
+        &self,
+        tenant: &str,
+        entry: Vec<u8>,
+    ) -> Result<AccessLogEntry, StoreError> {
+        let mut inner = self.lock()?;
+        let log = &mut inner
+            .tenants
+            .entry(tenant.to_owned())
+            .or_default()
+            .access_log;
+        let (seq, previous) = log.last().map_or((1, [0u8; 32]), |e| (e.seq + 1, e.hash));
+        let hash = crate::access_log_hash(&previous, seq, &entry);
+        let appended = AccessLogEntry { seq, entry, hash };
+        log.push(appended.clone());
+        Ok(appended)
+    }
+
+    async fn access_log_read(
+        &self,
+        tenant: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<AccessLogEntry>, StoreError> {
+        let inner = self.lock()?;
+        Ok(inner
+            .tenants
+            .get(tenant)
+            .map(|t| {
+                t.access_log
+                    .iter()
+                    .filter(|e| e.seq > after)
+                    .take(limit)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     async fn task_delete(&self, tenant: &str, id: &str) -> Result<(), StoreError> {

@@ -51,11 +51,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::{
-    Commit, Cursor, DataBlob, DataKey, DataWriter, Event, Filter, IndexValue, Pagination,
-    QueryResult, ResumableTask, Sort, Store, StoreError, StoredMessage, ValueKind,
+    AccessLogEntry, Commit, Cursor, DataBlob, DataKey, DataWriter, Event, Filter, IndexValue,
+    Pagination, QueryResult, ResumableTask, Sort, Store, StoreError, StoredMessage, ValueKind,
     validate_indexes, validate_query,
 };
 
@@ -449,6 +449,75 @@ impl Store for SqliteStore {
                 Ok(ResumableTask { id: id.to_string(), tenant, task, timeout_ms, retry_count: 0 })
             })
             .await
+    }
+
+    async fn access_log_append(
+        &self,
+        tenant: &str,
+        entry: Vec<u8>,
+    ) -> Result<AccessLogEntry, StoreError> {
+        let tenant = tenant.to_owned();
+        self.shared
+            .with_writer(move |conn| {
+                // The writer thread is the only writer, so reading the head and appending after
+                // it cannot interleave with another append.
+                let head: Option<(i64, Vec<u8>)> = conn
+                    .prepare_cached(
+                        "SELECT seq, hash FROM access_log WHERE tenant = ? ORDER BY seq DESC LIMIT 1",
+                    )?
+                    .query_row(params![tenant], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()?;
+                let (seq, previous) = match head {
+                    Some((seq, hash)) => {
+                        let previous: [u8; 32] = hash.try_into().map_err(|_| {
+                            StoreError::Corrupt("access log hash is not 32 bytes".into())
+                        })?;
+                        let seq = u64::try_from(seq).map_err(|_| {
+                            StoreError::Corrupt(format!("negative access log seq {seq}"))
+                        })?;
+                        (seq + 1, previous)
+                    }
+                    None => (1, [0u8; 32]),
+                };
+                let hash = crate::access_log_hash(&previous, seq, &entry);
+                conn.prepare_cached(
+                    "INSERT INTO access_log (tenant, seq, entry, hash) VALUES (?, ?, ?, ?)",
+                )?
+                .execute(params![tenant, seq as i64, entry, hash.to_vec()])?;
+                Ok(AccessLogEntry { seq, entry, hash })
+            })
+            .await
+    }
+
+    async fn access_log_read(
+        &self,
+        tenant: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<AccessLogEntry>, StoreError> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.shared.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, entry, hash FROM access_log WHERE tenant = ? AND seq > ? ORDER BY seq LIMIT ?",
+            )?;
+            let rows = stmt.query_map(params![tenant, after, limit], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?, row.get::<_, Vec<u8>>(2)?))
+            })?;
+            let mut entries = Vec::new();
+            for row in rows {
+                let (seq, entry, hash) = row?;
+                // A damaged row is returned as found (a wrong-length hash becomes zeros) so
+                // that the reader's chain check reports it, rather than the read failing.
+                let hash: [u8; 32] = hash.try_into().unwrap_or([0u8; 32]);
+                entries.push(AccessLogEntry {
+                    seq: u64::try_from(seq).unwrap_or(0),
+                    entry,
+                    hash,
+                });
+            }
+            Ok(entries)
+        })
     }
 
     async fn task_extend(&self, tenant: &str, id: &str, timeout_ms: i64) -> Result<(), StoreError> {

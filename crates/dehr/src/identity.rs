@@ -315,3 +315,74 @@ pub async fn run(command: IdentityCommand) -> Result<()> {
     }
     Ok(())
 }
+
+/// `dehr log`: the access log of an identity, from each of its nodes.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    dehr log alice\n  \
+    dehr log alice --json     # one JSON object per entry")]
+pub struct LogArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Name or DID of the identity whose log to read.
+    identity: String,
+    /// Print entries as JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Prints the log and fails (exit status 1) if any node's log does not check out.
+pub async fn run_log(args: LogArgs) -> Result<()> {
+    let mut agent = Agent::open(
+        args.common.config(),
+        &args.common.passphrase("Vault passphrase")?,
+    )?;
+    let logs = agent.access_log(&args.identity).await?;
+    let mut damaged = 0;
+    for log in &logs {
+        if !args.json {
+            println!("# {} ({} entries)", log.node, log.entries.len());
+        }
+        for item in &log.entries {
+            let e = &item.entry;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "node": log.node, "seq": item.seq, "entry": e })
+                );
+                continue;
+            }
+            let text = |key: &str| e.get(key).and_then(|v| v.as_str()).unwrap_or("-");
+            let records = e
+                .get("recordCount")
+                .and_then(|v| v.as_u64())
+                .map_or(String::new(), |n| format!(" records={n}"));
+            let grant = e
+                .get("permissionGrantId")
+                .and_then(|v| v.as_str())
+                .map_or(String::new(), |g| format!(" grant={g}"));
+            println!(
+                "{:>5}  {}  {}  {}{}  {}  {}{}{}",
+                item.seq,
+                text("time"),
+                text("actor"),
+                text("interface"),
+                text("method"),
+                e.get("status").map_or("-".to_owned(), |s| s.to_string()),
+                text("protocolPath"),
+                records,
+                grant
+            );
+        }
+        for problem in &log.problems {
+            damaged += 1;
+            eprintln!("warning: {}: {problem}", log.node);
+        }
+    }
+    if damaged > 0 {
+        bail!(
+            "the access log does not check out ({damaged} problems above): the node's data was altered or lost; keep this output and move to a node you trust"
+        );
+    }
+    Ok(())
+}

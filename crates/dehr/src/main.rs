@@ -48,6 +48,9 @@ enum Command {
     /// Manage identities: DIDs, their keys in the encrypted vault, their nodes, backups.
     #[command(subcommand)]
     Identity(identity::IdentityCommand),
+    /// Show who accessed an identity's records: the access log kept by each of its nodes,
+    /// checked for tampering.
+    Log(identity::LogArgs),
     /// Print messages built by DeHR's builders as JSON lines (for the interoperability suite).
     #[command(hide = true)]
     SampleMessages,
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
             Command::Node(args) => node::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Identity(command) => identity::run(command).await,
+            Command::Log(args) => identity::run_log(args).await,
             Command::SampleMessages => sample_messages::run(),
             Command::ClientCheck(args) => client_check::run(args).await,
             Command::EncryptionVectors => encryption_vectors::run_vectors(),

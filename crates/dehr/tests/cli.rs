@@ -29,6 +29,7 @@ fn every_command_has_help_with_an_example() {
         vec!["identity", "import", "--help"],
         vec!["identity", "recover", "--help"],
         vec!["identity", "phrase", "--help"],
+        vec!["log", "--help"],
     ] {
         let output = dehr().args(&args).output().expect("runs");
         assert!(output.status.success(), "{args:?}");
@@ -232,9 +233,10 @@ async fn acknowledged_writes_survive_kill_9() {
 }
 
 /// `dehr identity …` against a real `dehr node`: create, list, show, add and remove a node,
-/// export and import a backup, recover from the phrase; a wrong passphrase is refused.
-#[test]
-fn identity_commands_work_against_a_node() {
+/// export and import a backup, recover from the phrase; a wrong passphrase is refused; `dehr
+/// log` shows a stranger's query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_commands_work_against_a_node() {
     let dir = tempfile::tempdir().unwrap();
     let (mut node, url) = start_node(&dir.path().join("node"), &[]);
     let (mut second, second_url) = start_node(&dir.path().join("node2"), &[]);
@@ -328,6 +330,28 @@ fn identity_commands_work_against_a_node() {
     );
     assert!(
         stdout.contains(&did) && stdout.contains(&second_url),
+        "{stdout}"
+    );
+
+    // A stranger's anonymous query to alice's node shows in her access log.
+    let query = serde_json::json!({
+        "jsonrpc": "2.0", "id": 1, "method": "dwn.processMessage",
+        "params": { "target": did, "message": { "descriptor": {
+            "interface": "Records", "method": "Query",
+            "messageTimestamp": "2026-01-01T00:00:00.000000Z",
+            "filter": { "protocol": "https://stranger.example/p" } } } }
+    });
+    let reply = reqwest::Client::new()
+        .post(&second_url)
+        .header("dwn-request", query.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(reply.status().is_success());
+    let (ok, stdout, stderr) = run(&home, pass, &["log", "alice"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("anonymous") && stdout.contains("RecordsQuery"),
         "{stdout}"
     );
 

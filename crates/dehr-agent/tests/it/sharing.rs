@@ -572,3 +572,150 @@ async fn tampering_is_caught_when_read() {
     assert!(matches!(error, AgentError::Tampered { .. }), "{error}");
     assert!(error.to_string().contains("signature"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_access_by_others_is_logged_and_tampering_with_the_log_shows() {
+    let Scene {
+        node,
+        mut patient,
+        patient_did,
+        mut provider,
+        provider_did,
+        _dirs,
+    } = scene().await;
+    let obs = patient
+        .write_record(
+            "alice",
+            None,
+            resource("observation", &observation("ferritin", 30.0)),
+        )
+        .await
+        .unwrap();
+    // A refused attempt, then a grant and a read under it.
+    provider
+        .read_record("clinic", &patient_did, &obs.record_id, None)
+        .await
+        .unwrap_err();
+    let share = patient
+        .share(
+            "alice",
+            &provider_did,
+            &ShareRequest {
+                protocol: PROTOCOL.into(),
+                protocol_paths: vec!["observation".into()],
+                date_expires: in_a_year(),
+                description: None,
+            },
+        )
+        .await
+        .unwrap();
+    provider.receive_keys("clinic", &patient_did).await.unwrap();
+    provider
+        .read_record(
+            "clinic",
+            &patient_did,
+            &obs.record_id,
+            Some(&share.grant_ids[0]),
+        )
+        .await
+        .unwrap();
+
+    let logs = patient.access_log("alice").await.unwrap();
+    assert_eq!(logs.len(), 1);
+    let log = &logs[0];
+    assert!(log.problems.is_empty(), "{:?}", log.problems);
+    let by_provider: Vec<_> = log
+        .entries
+        .iter()
+        .filter(|e| e.entry["actor"] == provider_did.as_str())
+        .collect();
+    let denied = by_provider
+        .iter()
+        .find(|e| e.entry["method"] == "Read" && e.entry["status"] == 401)
+        .expect("the refused read is logged");
+    assert_eq!(denied.entry["recordIds"][0], obs.record_id.as_str());
+    let granted = by_provider
+        .iter()
+        .find(|e| {
+            e.entry["method"] == "Read"
+                && e.entry["status"] == 200
+                && e.entry["permissionGrantId"].is_string()
+        })
+        .expect("the granted read is logged");
+    assert_eq!(
+        granted.entry["permissionGrantId"],
+        share.grant_ids[0].as_str()
+    );
+    assert_eq!(granted.entry["protocolPath"], "observation");
+    assert!(
+        by_provider
+            .iter()
+            .any(|e| e.entry["protocolPath"] == "delivery")
+    );
+    // The patient's own messages are not logged.
+    assert!(
+        log.entries
+            .iter()
+            .all(|e| e.entry["actor"] != patient_did.as_str())
+    );
+    let count = log.entries.len();
+
+    // Another person cannot read the log.
+    let signer = provider.identities()[0].keys.signer(&provider_did).unwrap();
+    let read = dehr_dwn::builders::access_log_read(None, None, &signer).unwrap();
+    let reply = provider
+        .client()
+        .send(&patient_did, &read, None)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 401);
+
+    // Altering an entry on disk is reported, by the node and by the agent's own check.
+    let database = node.data_dir.join(dehr_store::sqlite::DATABASE_FILE);
+    let connection = rusqlite::Connection::open(&database).unwrap();
+    let seq = denied.seq as i64;
+    let original: Vec<u8> = connection
+        .query_row("SELECT entry FROM access_log WHERE seq = ?", [seq], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    let forged = String::from_utf8(original.clone())
+        .unwrap()
+        .replace("\"status\":401", "\"status\":200");
+    assert_ne!(forged.as_bytes(), original.as_slice());
+    connection
+        .execute(
+            "UPDATE access_log SET entry = ? WHERE seq = ?",
+            rusqlite::params![forged.into_bytes(), seq],
+        )
+        .unwrap();
+    let logs = patient.access_log("alice").await.unwrap();
+    let problems = logs[0].problems.join("\n");
+    assert!(
+        problems.contains(&format!("entry {seq} was altered")),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("the node reports its log broken"),
+        "{problems}"
+    );
+
+    // Put back, it checks out again; removing the newest entries is then reported against the
+    // head the agent saw.
+    connection
+        .execute(
+            "UPDATE access_log SET entry = ? WHERE seq = ?",
+            rusqlite::params![original, seq],
+        )
+        .unwrap();
+    let logs = patient.access_log("alice").await.unwrap();
+    assert!(logs[0].problems.is_empty(), "{:?}", logs[0].problems);
+    let newest = logs[0].entries.last().unwrap().seq as i64;
+    assert!(newest as usize >= count);
+    connection
+        .execute("DELETE FROM access_log WHERE seq >= ?", [newest - 1])
+        .unwrap();
+    let logs = patient.access_log("alice").await.unwrap();
+    let problems = logs[0].problems.join("\n");
+    assert!(problems.contains("were removed"), "{problems}");
+}

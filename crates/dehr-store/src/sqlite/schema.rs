@@ -90,7 +90,8 @@ pub(crate) fn column(name: &str) -> Option<&'static Column> {
 /// Every index a message enters costs a page write per commit (the main cost of a commit), so
 /// the list is what the hot queries need and no more: tags, authors and recipients are checked
 /// row by row after one of the indexes above narrowed the search.
-pub(crate) const MIGRATIONS: &[&str] = &[r#"
+pub(crate) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE messages (
     tenant                TEXT NOT NULL,
     message_cid           TEXT NOT NULL,
@@ -174,7 +175,17 @@ CREATE TABLE resumable_tasks (
     retry_count  INTEGER NOT NULL
 );
 CREATE INDEX resumable_tasks_timeout ON resumable_tasks (timeout_ms, id);
-"#];
+"#,
+    r#"
+CREATE TABLE access_log (
+    tenant  TEXT NOT NULL,
+    seq     INTEGER NOT NULL,
+    entry   BLOB NOT NULL,
+    hash    BLOB NOT NULL,
+    PRIMARY KEY (tenant, seq)
+) WITHOUT ROWID;
+"#,
+];
 
 /// Brings the database to the newest schema version.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
