@@ -77,6 +77,8 @@ pub struct Agent {
     vault: Vault,
     resolver: Arc<UniversalResolver>,
     client: DwnClient,
+    /// (DID, protocol) pairs whose key epoch was checked against the DWN in this session.
+    pub(crate) epochs_checked: std::collections::HashSet<(String, String)>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -124,6 +126,7 @@ impl Agent {
             vault,
             resolver,
             client,
+            epochs_checked: std::collections::HashSet::new(),
         })
     }
 
@@ -315,7 +318,19 @@ impl Agent {
         bytes: &[u8],
         backup_passphrase: &Passphrase,
     ) -> Result<usize, AgentError> {
-        let contents = Vault::read_backup(bytes, backup_passphrase)?;
+        let mut contents = Vault::read_backup(bytes, backup_passphrase)?;
+        // Identities of another recovery phrase keep their keys but cannot be derived from this
+        // vault's phrase: drop their index so new identities are numbered from this phrase's own.
+        if let Ok(seed) = self.seed() {
+            for identity in &mut contents.identities {
+                if let Some(index) = identity.index {
+                    let derived = IdentityKeys::derive(seed.as_ref(), index)?;
+                    if derived.identity != identity.keys.identity {
+                        identity.index = None;
+                    }
+                }
+            }
+        }
         let added = self.vault.merge(contents);
         self.vault.save()?;
         self.refresh_resolver()?;

@@ -44,6 +44,10 @@ pub enum ClientError {
     Encode(String),
 }
 
+/// Most data [`DwnClient::send_to`] collects into memory; stream larger records with
+/// [`DwnClient::send_to_streaming`].
+pub const MAX_COLLECTED_DATA: u64 = 1 << 30;
+
 /// A node's reply to one message.
 #[derive(Debug)]
 pub struct Reply {
@@ -235,10 +239,27 @@ impl DwnClient {
         data: Option<Bytes>,
     ) -> Result<Reply, ClientError> {
         let streaming = self.send_to_streaming(node, target, message, data).await?;
+        // At most the size the record declares: a node must not make the agent buffer more.
+        let declared = streaming
+            .body
+            .pointer("/entry/recordsWrite/descriptor/dataSize")
+            .and_then(Value::as_u64)
+            .unwrap_or(MAX_COLLECTED_DATA);
+        let limit = usize::try_from(declared.min(MAX_COLLECTED_DATA)).unwrap_or(usize::MAX);
         let data = match streaming.data {
-            Some(stream) => {
-                let chunks: Vec<Bytes> = stream.try_collect().await?;
-                Some(Bytes::from(chunks.concat()))
+            Some(mut stream) => {
+                let mut collected = Vec::new();
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk?;
+                    if collected.len() + chunk.len() > limit {
+                        return Err(ClientError::BadResponse {
+                            node: node.into(),
+                            reason: format!("more data than the {limit} bytes the record declares"),
+                        });
+                    }
+                    collected.extend_from_slice(&chunk);
+                }
+                Some(Bytes::from(collected))
             }
             None => None,
         };
@@ -383,18 +404,25 @@ impl DwnClient {
                     node: node.into(),
                     reason: e.to_string(),
                 })?;
-            if rpc.pointer("/result/reply").is_some() || rpc.get("error").is_some() {
+            let ours = rpc.get("id").and_then(Value::as_str) == Some(id.as_str());
+            if ours && (rpc.pointer("/result/reply").is_some() || rpc.get("error").is_some()) {
                 break reply_of(node, &rpc)?;
             }
         };
         let (status, detail) = status_of(node, &reply)?;
         let events = socket
-            .filter_map(|frame| async move {
-                let WsMessage::Text(text) = frame.ok()? else {
-                    return None;
-                };
-                let rpc: Value = serde_json::from_str(text.as_str()).ok()?;
-                rpc.pointer("/result/event").cloned()
+            .filter_map(move |frame| {
+                let id = id.clone();
+                async move {
+                    let WsMessage::Text(text) = frame.ok()? else {
+                        return None;
+                    };
+                    let rpc: Value = serde_json::from_str(text.as_str()).ok()?;
+                    if rpc.get("id").and_then(Value::as_str) != Some(id.as_str()) {
+                        return None;
+                    }
+                    rpc.pointer("/result/event").cloned()
+                }
             })
             .boxed();
         Ok((

@@ -157,7 +157,8 @@ impl DerivedPrivateJwk {
     }
 }
 
-fn secret_of(jwk: &Jwk) -> Result<Zeroizing<[u8; 32]>, EncryptionError> {
+/// The 32 private-key bytes of a secp256k1 private JWK.
+pub fn secret_of(jwk: &Jwk) -> Result<Zeroizing<[u8; 32]>, EncryptionError> {
     let d = jwk
         .d
         .as_deref()

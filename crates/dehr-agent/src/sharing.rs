@@ -17,6 +17,7 @@ use dehr_did::DidResolver;
 use dehr_dwn::builders::{self, WriteOptions};
 use dehr_dwn::filter::{OneOrMany, RecordsFilter};
 use dehr_dwn::grants::{PermissionGrantData, PermissionScope};
+use dehr_dwn::protocols::ProtocolsConfigureMessage;
 use dehr_dwn::records_write::{RecordsWrite, RecordsWriteMessage};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -24,8 +25,8 @@ use serde_json::{Value, json};
 use crate::agent::{Agent, AgentError};
 use crate::encryption::{
     self, DerivedPrivateJwk, EciesOutput, KeyDerivationScheme, KeyEncryptionInput,
-    derive_private_key, derive_private_key_bytes, ecies_decrypt, ecies_encrypt,
-    inject_protocol_encryption_keys, protocol_path_encryption_input, protocol_path_key_path,
+    derive_private_key, ecies_decrypt, ecies_encrypt, inject_protocol_encryption_keys,
+    protocol_path_encryption_input, protocol_path_key_path,
 };
 use crate::identity::IdentityRecord;
 use crate::keys::{ENCRYPTION_KEY_ID, ReceivedKey};
@@ -82,6 +83,15 @@ pub struct Share {
     pub delivery_record_id: String,
 }
 
+/// The outcome of [`Agent::receive_keys`].
+#[derive(Clone, Debug, Default)]
+pub struct KeyReception {
+    /// Keys new to this vault.
+    pub added: usize,
+    /// Deliveries skipped, with why.
+    pub refused: Vec<String>,
+}
+
 /// The outcome of [`Agent::revoke`].
 #[derive(Clone, Debug)]
 pub struct Revocation {
@@ -93,8 +103,9 @@ pub struct Revocation {
     pub redelivered_to: Vec<String>,
 }
 
-/// A new record to write.
-#[derive(Clone, Debug, Default)]
+/// A new record to write. `Debug` leaves out the data (health data never reaches logs);
+/// `tags` are not encrypted: nodes see them, so they must not carry health data.
+#[derive(Clone, Default)]
 pub struct NewRecord {
     pub protocol: String,
     pub protocol_path: String,
@@ -106,6 +117,18 @@ pub struct NewRecord {
     pub recipient: Option<String>,
     /// Writing into someone else's DWN under their grant.
     pub permission_grant_id: Option<String>,
+}
+
+impl std::fmt::Debug for NewRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewRecord")
+            .field("protocol", &self.protocol)
+            .field("protocol_path", &self.protocol_path)
+            .field("data_format", &self.data_format)
+            .field("data", &format_args!("<{} bytes>", self.data.len()))
+            .field("recipient", &self.recipient)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A record written.
@@ -153,6 +176,8 @@ struct KeyDelivery {
 #[serde(rename_all = "camelCase")]
 struct DeliveredKey {
     protocol_path: String,
+    /// The Read grant of this path.
+    grant_id: String,
     key: DerivedPrivateJwk,
 }
 
@@ -227,6 +252,49 @@ impl Agent {
             .unwrap_or(0)
     }
 
+    /// The protocol's current key epoch for `who`: the vault's, raised to the epoch named by
+    /// the definition configured on the DWN if that is later (a vault recovered from the phrase
+    /// or restored from an old backup does not know of later rotations; going back to an old
+    /// epoch would encrypt to keys a revoked grantee holds). Checked once per session.
+    async fn current_epoch(&mut self, who: &str, protocol: &str) -> Result<u32, AgentError> {
+        let identity = self.identity(who)?.clone();
+        let key = (identity.did.clone(), protocol.to_owned());
+        let local = Self::epoch(&identity, protocol);
+        if self.epochs_checked.contains(&key) {
+            return Ok(local);
+        }
+        let mut remote = 0;
+        if let Some(definition) = self.fetch_protocol(who, &identity.did, protocol).await? {
+            let mut roots = Vec::new();
+            collect_root_key_ids(definition.get("structure"), &mut roots);
+            remote = roots
+                .iter()
+                .filter_map(|id| epoch_of_root_id(&identity.did, id))
+                .max()
+                .unwrap_or(0);
+        }
+        self.epochs_checked.insert(key);
+        if remote > local {
+            self.set_epoch(&identity.did, protocol, remote)?;
+            return Ok(remote);
+        }
+        Ok(local)
+    }
+
+    fn set_epoch(&mut self, did: &str, protocol: &str, epoch: u32) -> Result<(), AgentError> {
+        let identity = self
+            .vault_mut()
+            .contents_mut()
+            .identities
+            .iter_mut()
+            .find(|i| i.did == did)
+            .ok_or_else(|| AgentError::Refused(format!("no identity {did}")))?;
+        identity
+            .encryption_epochs
+            .insert(protocol.to_owned(), epoch);
+        self.save_vault()
+    }
+
     /// Configures `definition` on `who`'s own DWN with `$encryption` keys of the protocol's
     /// current epoch injected into every rule set. Returns the definition as configured.
     pub async fn configure_protocol(
@@ -243,7 +311,8 @@ impl Agent {
                 .ok_or_else(|| AgentError::Refused("the definition has no protocol".into()))?,
         )?;
         definition["protocol"] = Value::String(protocol.clone());
-        let (root_id, root) = epoch_root(&identity, Self::epoch(&identity, &protocol))?;
+        let epoch = self.current_epoch(who, &protocol).await?;
+        let (root_id, root) = epoch_root(&identity, epoch)?;
         let injected = inject_protocol_encryption_keys(&definition, &root_id, &root)?;
         let message =
             builders::protocols_configure(injected.clone(), &signer).map_err(message_error)?;
@@ -255,7 +324,10 @@ impl Agent {
     }
 
     /// The protocol definition `target` configured, as `who` sees it (published ones only for
-    /// others).
+    /// others). Only a ProtocolsConfigure signed by `target` counts, the newest if the node
+    /// returns several, and every `$encryption` key in it must name one of the target's roots:
+    /// a node cannot substitute a definition or keys of its own. (It can still withhold the
+    /// newest one; writers then encrypt to an older epoch's keys, see docs/key-delivery.md.)
     pub async fn fetch_protocol(
         &self,
         who: &str,
@@ -270,13 +342,66 @@ impl Agent {
         if !reply.is_success() {
             return Err(refused("ProtocolsQuery", &reply));
         }
-        Ok(reply
+        let entries = reply
             .body
             .get("entries")
             .and_then(Value::as_array)
-            .and_then(|entries| entries.last())
-            .and_then(|entry| entry.pointer("/descriptor/definition"))
-            .cloned())
+            .cloned()
+            .unwrap_or_default();
+        let mut newest: Option<ProtocolsConfigureMessage> = None;
+        for entry in entries {
+            let forged = |why: String| AgentError::Tampered {
+                record_id: format!("ProtocolsConfigure of {protocol}"),
+                reason: why,
+            };
+            let configure: ProtocolsConfigureMessage =
+                serde_json::from_value(entry).map_err(|e| forged(e.to_string()))?;
+            let sender = dehr_dwn::auth::parse_sender(
+                &configure.authorization,
+                &configure.descriptor,
+                false,
+            )
+            .map_err(|e| forged(e.to_string()))?;
+            dehr_dwn::auth::authenticate(Some(&configure.authorization), self.resolver().as_ref())
+                .await
+                .map_err(|e| forged(format!("signature does not verify: {e}")))?;
+            if sender.signer != target {
+                return Err(forged(format!(
+                    "signed by {}, not by {target}",
+                    sender.signer
+                )));
+            }
+            if configure
+                .descriptor
+                .definition
+                .get("protocol")
+                .and_then(Value::as_str)
+                != Some(protocol.as_str())
+            {
+                continue;
+            }
+            if newest.as_ref().is_none_or(|n| {
+                n.descriptor.message_timestamp < configure.descriptor.message_timestamp
+            }) {
+                newest = Some(configure);
+            }
+        }
+        let Some(newest) = newest else {
+            return Ok(None);
+        };
+        let definition = newest.descriptor.definition;
+        let mut roots = Vec::new();
+        collect_root_key_ids(definition.get("structure"), &mut roots);
+        if let Some(foreign) = roots
+            .iter()
+            .find(|id| epoch_of_root_id(target, id).is_none())
+        {
+            return Err(AgentError::Tampered {
+                record_id: format!("ProtocolsConfigure of {protocol}"),
+                reason: format!("$encryption names {foreign}, not a key of {target}"),
+            });
+        }
+        Ok(Some(definition))
     }
 
     /// Writes an encrypted record into `target`'s DWN (`who`'s own when `None`). The data key
@@ -304,9 +429,14 @@ impl Agent {
                 public_key: key,
             })
         };
+        let own_epoch = if target == identity.did {
+            self.current_epoch(who, &protocol).await?
+        } else {
+            0
+        };
         let mut inputs = Vec::new();
         if target == identity.did {
-            inputs.push(own_input(Self::epoch(&identity, &protocol))?);
+            inputs.push(own_input(own_epoch)?);
         } else {
             let definition = self
                 .fetch_protocol(who, &target, &protocol)
@@ -425,6 +555,12 @@ impl Agent {
                 record_id: record_id.into(),
                 reason: "the reply carries no RecordsWrite".into(),
             })?;
+        if write.get("recordId").and_then(Value::as_str) != Some(record_id) {
+            return Err(AgentError::Tampered {
+                record_id: record_id.into(),
+                reason: "the node answered with another record".into(),
+            });
+        }
         let initial_write = reply.body.pointer("/entry/initialWrite").cloned();
         let data = reply.data.clone().unwrap_or_default();
         self.open_record(who, target, write, initial_write, &data)
@@ -487,6 +623,13 @@ impl Agent {
                 )));
             }
         }
+        if parsed.message.encryption.is_some() && parsed.signature_payload.encryption_cid.is_none()
+        {
+            return Err(tampered(
+                "its encryption property is not covered by the signature (no encryptionCid)".into(),
+            ));
+        }
+        self.verify_author(who, target, &parsed).await?;
         let descriptor = &parsed.message.descriptor;
         if ciphertext.len() as u64 != descriptor.data_size
             || dehr_core::cid::data_cid(ciphertext) != descriptor.data_cid
@@ -504,6 +647,87 @@ impl Agent {
             message: parsed.message,
             plaintext,
         })
+    }
+
+    /// Checks that the author of a record in `target`'s DWN was allowed to write it: the target
+    /// itself, or a grantee whose Records Write grant from the target covers the record's
+    /// protocol and path at the record's time. Encryption keys of a protocol are public, so
+    /// without this anyone could make a record that decrypts. A grant `who` cannot read (it is
+    /// neither the target nor the grantee) cannot be checked, and the record is refused.
+    async fn verify_author(
+        &self,
+        who: &str,
+        target: &str,
+        record: &RecordsWrite,
+    ) -> Result<(), AgentError> {
+        if record.author == target {
+            return Ok(());
+        }
+        let tampered = |reason: String| AgentError::Tampered {
+            record_id: record.message.record_id.clone(),
+            reason,
+        };
+        let grant_id = record
+            .signature_payload
+            .permission_grant_id
+            .clone()
+            .ok_or_else(|| {
+                tampered(format!(
+                    "written by {}, who is not {target} and names no grant",
+                    record.author
+                ))
+            })?;
+        let (_, signer) = self.signer_of(who)?;
+        let read = builders::records_read(
+            RecordsFilter {
+                record_id: Some(grant_id.clone()),
+                ..RecordsFilter::default()
+            },
+            Some(&signer),
+        )
+        .map_err(message_error)?;
+        let reply = self.client().send(target, &read, None).await?;
+        if !reply.is_success() {
+            return Err(tampered(format!(
+                "written by {} under grant {grant_id}, which cannot be read to check it ({} {})",
+                record.author, reply.status, reply.detail
+            )));
+        }
+        let grant = RecordsWrite::parse(
+            reply
+                .body
+                .pointer("/entry/recordsWrite")
+                .cloned()
+                .unwrap_or(Value::Null),
+        )
+        .map_err(|e| tampered(format!("grant {grant_id}: {e}")))?;
+        dehr_dwn::auth::authenticate(Some(&grant.message.authorization), self.resolver().as_ref())
+            .await
+            .map_err(|e| tampered(format!("grant {grant_id} signature: {e}")))?;
+        let data = reply.data.clone().unwrap_or_default();
+        let scope_ok = grant.message.record_id == grant_id
+            && grant.author == target
+            && grant.message.descriptor.recipient.as_deref() == Some(record.author.as_str())
+            && dehr_core::cid::data_cid(&data) == grant.message.descriptor.data_cid
+            && serde_json::from_slice::<PermissionGrantData>(&data).is_ok_and(|g| {
+                let d = &record.message.descriptor;
+                g.scope.interface == "Records"
+                    && g.scope.method == "Write"
+                    && g.scope.protocol.as_deref() == d.protocol.as_deref()
+                    && g.scope
+                        .protocol_path
+                        .as_deref()
+                        .is_none_or(|p| Some(p) == d.protocol_path.as_deref())
+                    && g.date_expires > d.message_timestamp
+                    && grant.message.descriptor.message_timestamp <= d.message_timestamp
+            });
+        if !scope_ok {
+            return Err(tampered(format!(
+                "written by {} under grant {grant_id}, which is not {target}'s write grant for this record",
+                record.author
+            )));
+        }
+        Ok(())
     }
 
     fn decrypt_with_own_keys(
@@ -576,19 +800,22 @@ impl Agent {
     }
 
     /// Keys of `paths` of `protocol` at `epochs`, as delivered.
+    /// The keys of a share's paths at `epochs`, each with the Read grant of its path (a share's
+    /// grant ids are a Read and a Query grant per path, in path order).
     fn path_keys(
         identity: &IdentityRecord,
         protocol: &str,
-        paths: &[String],
+        share: &ShareRecord,
         epochs: std::ops::RangeInclusive<u32>,
     ) -> Result<Vec<DeliveredKey>, AgentError> {
         let mut keys = Vec::new();
         for epoch in epochs {
             let (root_id, root) = epoch_root(identity, epoch)?;
             let root = DerivedPrivateJwk::root(&root_id, KeyDerivationScheme::ProtocolPath, &root);
-            for path in paths {
+            for (index, path) in share.protocol_paths.iter().enumerate() {
                 keys.push(DeliveredKey {
                     protocol_path: path.clone(),
+                    grant_id: share.grant_ids.get(index * 2).cloned().unwrap_or_default(),
                     key: derive_private_key(&root, &protocol_path_key_path(protocol, path))?,
                 });
             }
@@ -703,21 +930,24 @@ impl Agent {
                 grant_ids.push(message.record_id);
             }
         }
-        let epoch = Self::epoch(&identity, &protocol);
-        let keys = Self::path_keys(&identity, &protocol, &request.protocol_paths, 0..=epoch)?;
-        let delivery_record_id = self
-            .deliver_keys(who, grantee, &grant_ids, &protocol, keys)
-            .await?;
-        self.shares_mut().push(ShareRecord {
+        // Kept before the keys go out, so that a failed delivery still leaves a share that
+        // `revoke` knows about.
+        let record = ShareRecord {
             grantor: identity.did.clone(),
             grantee: grantee.to_owned(),
-            protocol,
+            protocol: protocol.clone(),
             protocol_paths: request.protocol_paths.clone(),
             grant_ids: grant_ids.clone(),
             date_expires: request.date_expires.clone(),
             revoked: false,
-        });
+        };
+        self.shares_mut().push(record.clone());
         self.save_vault()?;
+        let epoch = self.current_epoch(who, &protocol).await?;
+        let keys = Self::path_keys(&identity, &protocol, &record, 0..=epoch)?;
+        let delivery_record_id = self
+            .deliver_keys(who, grantee, &grant_ids, &protocol, keys)
+            .await?;
         Ok(Share {
             grant_ids,
             delivery_record_id,
@@ -762,9 +992,16 @@ impl Agent {
         Ok(message.record_id)
     }
 
-    /// Fetches the key deliveries `grantor` addressed to `who`, checks they were written by
-    /// the grantor and sealed to `who`, and keeps the keys. Returns how many keys were new.
-    pub async fn receive_keys(&mut self, who: &str, grantor: &str) -> Result<usize, AgentError> {
+    /// Fetches the key deliveries `grantor` addressed to `who` and keeps the keys of those that
+    /// check out: written and signed by the grantor, addressed and sealed to `who`, naming the
+    /// grantor and `who` inside, and every key one of the grantor's epoch roots at exactly the
+    /// protocol path it claims. A delivery that fails is skipped and reported, so one bad record
+    /// (or a node serving one) cannot block the others.
+    pub async fn receive_keys(
+        &mut self,
+        who: &str,
+        grantor: &str,
+    ) -> Result<KeyReception, AgentError> {
         let (identity, signer) = self.signer_of(who)?;
         let filter = RecordsFilter {
             protocol: Some(KEY_DELIVERY_PROTOCOL.into()),
@@ -790,93 +1027,133 @@ impl Agent {
                     .collect()
             })
             .unwrap_or_default();
-        let mut added = 0;
+        let mut reception = KeyReception::default();
         for record_id in record_ids {
-            let read = builders::records_read(
-                RecordsFilter {
-                    record_id: Some(record_id.clone()),
-                    ..RecordsFilter::default()
-                },
-                Some(&signer),
-            )
-            .map_err(message_error)?;
-            let reply = self.client().send(grantor, &read, None).await?;
-            if !reply.is_success() {
-                return Err(refused("RecordsRead (key delivery)", &reply));
-            }
-            let write = reply
-                .body
-                .pointer("/entry/recordsWrite")
-                .cloned()
-                .unwrap_or(Value::Null);
-            let data = reply.data.clone().unwrap_or_default();
-            let tampered = |reason: String| AgentError::Tampered {
-                record_id: record_id.clone(),
-                reason,
-            };
-            let parsed = RecordsWrite::parse(write).map_err(|e| tampered(e.to_string()))?;
-            dehr_dwn::auth::authenticate(
-                Some(&parsed.message.authorization),
-                self.resolver().as_ref(),
-            )
-            .await
-            .map_err(|e| tampered(format!("signature does not verify: {e}")))?;
-            if parsed.author != grantor
-                || dehr_core::cid::data_cid(&data) != parsed.message.descriptor.data_cid
+            match self
+                .open_delivery(&identity, &signer, grantor, &record_id)
+                .await
             {
-                return Err(tampered(
-                    "not written by the grantor, or data altered".into(),
-                ));
-            }
-            let envelope: SealedEnvelope =
-                serde_json::from_slice(&data).map_err(|e| tampered(e.to_string()))?;
-            let decode = |s: &str| {
-                dehr_core::encoding::b64url_decode(s).map_err(|e| tampered(e.to_string()))
-            };
-            let sealed = EciesOutput {
-                ephemeral_public_key: decode(&envelope.ephemeral_public_key)?,
-                initialization_vector: decode(&envelope.initialization_vector)?
-                    .try_into()
-                    .map_err(|_| tampered("bad IV".into()))?,
-                message_authentication_code: decode(&envelope.message_authentication_code)?
-                    .try_into()
-                    .map_err(|_| tampered("bad tag".into()))?,
-                ciphertext: decode(&envelope.ciphertext)?,
-            };
-            let secret = derive_private_key_bytes(&secret_bytes(&identity.keys.encryption)?, &[])?;
-            let plaintext = ecies_decrypt(&secret, &sealed).map_err(|_| {
-                tampered("the delivery is not sealed to this identity's key".into())
-            })?;
-            let delivery: KeyDelivery =
-                serde_json::from_slice(&plaintext).map_err(|e| tampered(e.to_string()))?;
-            if delivery.grantor != grantor || delivery.grantee != identity.did {
-                return Err(tampered(
-                    "the delivery names another grantor or grantee".into(),
-                ));
-            }
-            for delivered in delivery.keys {
-                let received = ReceivedKey {
-                    holder: identity.did.clone(),
-                    owner: grantor.to_owned(),
-                    grant_id: delivery.grant_ids.first().cloned().unwrap_or_default(),
-                    protocol: delivery.protocol.clone(),
-                    protocol_path: delivered.protocol_path,
-                    key: delivered.key,
-                };
-                let keys = &mut self.vault_mut().contents_mut().received_keys;
-                if !keys.iter().any(|k| k.same_key(&received)) {
-                    keys.push(received);
-                    added += 1;
+                Ok(keys) => {
+                    for received in keys {
+                        let stored = &mut self.vault_mut().contents_mut().received_keys;
+                        if !stored.iter().any(|k| k.same_key(&received)) {
+                            stored.push(received);
+                            reception.added += 1;
+                        }
+                    }
                 }
+                Err(e) => reception.refused.push(format!("{record_id}: {e}")),
             }
         }
         self.save_vault()?;
-        Ok(added)
+        Ok(reception)
     }
 
-    /// Revokes every grant `who` gave `grantee` on `protocol`, then rotates the protocol's keys:
-    /// a new epoch, the protocol configured again with its keys, and the new keys delivered to
-    /// the remaining grantees for their paths.
+    /// Reads, verifies and opens one key delivery.
+    async fn open_delivery(
+        &self,
+        identity: &IdentityRecord,
+        signer: &dehr_core::jws::PrivateKeySigner,
+        grantor: &str,
+        record_id: &str,
+    ) -> Result<Vec<ReceivedKey>, AgentError> {
+        let tampered = |reason: String| AgentError::Tampered {
+            record_id: record_id.to_owned(),
+            reason,
+        };
+        let read = builders::records_read(
+            RecordsFilter {
+                record_id: Some(record_id.to_owned()),
+                ..RecordsFilter::default()
+            },
+            Some(signer),
+        )
+        .map_err(message_error)?;
+        let reply = self.client().send(grantor, &read, None).await?;
+        if !reply.is_success() {
+            return Err(refused("RecordsRead (key delivery)", &reply));
+        }
+        let write = reply
+            .body
+            .pointer("/entry/recordsWrite")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let data = reply.data.clone().unwrap_or_default();
+        let parsed = RecordsWrite::parse(write).map_err(|e| tampered(e.to_string()))?;
+        dehr_dwn::auth::authenticate(
+            Some(&parsed.message.authorization),
+            self.resolver().as_ref(),
+        )
+        .await
+        .map_err(|e| tampered(format!("signature does not verify: {e}")))?;
+        let d = &parsed.message.descriptor;
+        if parsed.message.record_id != record_id
+            || parsed.author != grantor
+            || d.protocol.as_deref() != Some(KEY_DELIVERY_PROTOCOL)
+            || d.recipient.as_deref() != Some(identity.did.as_str())
+        {
+            return Err(tampered(
+                "not a delivery from the grantor to this identity".into(),
+            ));
+        }
+        if data.len() as u64 != d.data_size || dehr_core::cid::data_cid(&data) != d.data_cid {
+            return Err(tampered(
+                "the data does not match its signed dataCid".into(),
+            ));
+        }
+        let envelope: SealedEnvelope =
+            serde_json::from_slice(&data).map_err(|e| tampered(e.to_string()))?;
+        let decode =
+            |s: &str| dehr_core::encoding::b64url_decode(s).map_err(|e| tampered(e.to_string()));
+        let sealed = EciesOutput {
+            ephemeral_public_key: decode(&envelope.ephemeral_public_key)?,
+            initialization_vector: decode(&envelope.initialization_vector)?
+                .try_into()
+                .map_err(|_| tampered("bad IV".into()))?,
+            message_authentication_code: decode(&envelope.message_authentication_code)?
+                .try_into()
+                .map_err(|_| tampered("bad tag".into()))?,
+            ciphertext: decode(&envelope.ciphertext)?,
+        };
+        let own_key = encryption::secret_of(&identity.keys.encryption)?;
+        let plaintext = ecies_decrypt(&own_key, &sealed)
+            .map_err(|_| tampered("the delivery is not sealed to this identity's key".into()))?;
+        let delivery: KeyDelivery =
+            serde_json::from_slice(&plaintext).map_err(|e| tampered(e.to_string()))?;
+        if delivery.grantor != grantor || delivery.grantee != identity.did {
+            return Err(tampered(
+                "the delivery names another grantor or grantee".into(),
+            ));
+        }
+        let mut keys = Vec::with_capacity(delivery.keys.len());
+        for delivered in delivery.keys {
+            let key = &delivered.key;
+            let expected_path =
+                protocol_path_key_path(&delivery.protocol, &delivered.protocol_path);
+            if epoch_of_root_id(grantor, &key.root_key_id).is_none()
+                || key.derivation_scheme != KeyDerivationScheme::ProtocolPath
+                || key.derivation_path.as_deref() != Some(expected_path.as_slice())
+            {
+                return Err(tampered(format!(
+                    "a key for {} is not the grantor's key of that path",
+                    delivered.protocol_path
+                )));
+            }
+            keys.push(ReceivedKey {
+                holder: identity.did.clone(),
+                owner: grantor.to_owned(),
+                grant_id: delivered.grant_id,
+                protocol: delivery.protocol.clone(),
+                protocol_path: delivered.protocol_path,
+                key: delivered.key,
+            });
+        }
+        Ok(keys)
+    }
+
+    /// Revokes every grant `who` gave `grantee` on `protocol`, then rotates the protocol's keys
+    /// ([`Agent::rotate`]). The revocations and the new epoch are saved before the rotation's
+    /// network steps, so if those fail, `rotate` finishes the job.
     pub async fn revoke(
         &mut self,
         who: &str,
@@ -885,7 +1162,6 @@ impl Agent {
     ) -> Result<Revocation, AgentError> {
         let (identity, signer) = self.signer_of(who)?;
         let protocol = normalize_protocol(protocol)?;
-        let mut revoked_grants = 0;
         let shares: Vec<ShareRecord> = self
             .shares()
             .iter()
@@ -899,10 +1175,11 @@ impl Agent {
             .collect();
         if shares.is_empty() {
             return Err(AgentError::Refused(format!(
-                "{} has no active share of {protocol} with {grantee}",
+                "{} has no active share of {protocol} with {grantee} (`rotate` finishes an interrupted revocation)",
                 identity.name
             )));
         }
+        let mut revoked_grants = 0;
         for share in &shares {
             for grant_id in &share.grant_ids {
                 let grant = self.fetch_own_record(who, grant_id).await?;
@@ -913,7 +1190,8 @@ impl Agent {
                     .client()
                     .send(&identity.did, &message, Some(Bytes::from(bytes)))
                     .await?;
-                if !reply.is_success() {
+                // 409: revoked already (a repeated revocation); anything else stops here.
+                if !reply.is_success() && reply.status != 409 {
                     return Err(refused("grant revocation", &reply));
                 }
                 revoked_grants += 1;
@@ -927,22 +1205,36 @@ impl Agent {
                 share.revoked = true;
             }
         }
-        // Rotate: the next epoch, and the definition configured again with its keys.
-        let new_epoch = Self::epoch(&identity, &protocol) + 1;
-        let index = self
-            .identities()
-            .iter()
-            .position(|i| i.did == identity.did)
-            .ok_or_else(|| AgentError::Refused("identity vanished".into()))?;
-        self.vault_mut().contents_mut().identities[index]
-            .encryption_epochs
-            .insert(protocol.clone(), new_epoch);
-        self.save_vault()?;
-        if let Some(mut definition) = self.fetch_protocol(who, &identity.did, &protocol).await? {
-            strip_encryption_keys(&mut definition);
-            self.configure_protocol(who, &definition).await?;
-        }
+        let new_epoch = self.current_epoch(who, &protocol).await? + 1;
+        self.set_epoch(&identity.did, &protocol, new_epoch)?;
+        let redelivered_to = self.rotate(who, &protocol).await?;
+        Ok(Revocation {
+            revoked_grants,
+            protocol,
+            new_epoch,
+            redelivered_to,
+        })
+    }
+
+    /// Brings the DWN to the protocol's current key epoch: configures the protocol again with
+    /// that epoch's `$encryption` keys and delivers them to every grantee whose share is still
+    /// active, for its paths. Safe to repeat. Returns the grantees served.
+    pub async fn rotate(&mut self, who: &str, protocol: &str) -> Result<Vec<String>, AgentError> {
+        let protocol = normalize_protocol(protocol)?;
         let identity = self.identity(who)?.clone();
+        let epoch = Self::epoch(&identity, &protocol);
+        let mut definition = self
+            .fetch_protocol(who, &identity.did, &protocol)
+            .await?
+            .ok_or_else(|| {
+                AgentError::Refused(format!(
+                    "{protocol} is not configured on {}'s nodes: configure it before rotating its keys",
+                    identity.name
+                ))
+            })?;
+        strip_encryption_keys(&mut definition);
+        self.configure_protocol(who, &definition).await?;
+        // Fixed-width timestamps (six fractional digits, Z) compare correctly as strings.
         let now = dehr_core::time::now_timestamp();
         let remaining: Vec<ShareRecord> = self
             .shares()
@@ -955,24 +1247,14 @@ impl Agent {
             })
             .cloned()
             .collect();
-        let mut redelivered_to = Vec::new();
+        let mut served = Vec::new();
         for share in remaining {
-            let keys = Self::path_keys(
-                &identity,
-                &protocol,
-                &share.protocol_paths,
-                new_epoch..=new_epoch,
-            )?;
+            let keys = Self::path_keys(&identity, &protocol, &share, epoch..=epoch)?;
             self.deliver_keys(who, &share.grantee, &share.grant_ids, &protocol, keys)
                 .await?;
-            redelivered_to.push(share.grantee.clone());
+            served.push(share.grantee.clone());
         }
-        Ok(Revocation {
-            revoked_grants,
-            protocol,
-            new_epoch,
-            redelivered_to,
-        })
+        Ok(served)
     }
 
     async fn fetch_own_record(
@@ -1032,15 +1314,20 @@ fn grantee_encryption_key(document: &dehr_did::DidDocument) -> Option<(String, J
         .and_then(|m| Some((m.id.clone(), m.public_key_jwk.clone()?)))
 }
 
-fn secret_bytes(jwk: &Jwk) -> Result<[u8; 32], AgentError> {
-    let d = jwk
-        .d
-        .as_deref()
-        .ok_or_else(|| AgentError::Refused("the encryption key has no private part".into()))?;
-    dehr_core::encoding::b64url_decode(d)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| AgentError::Refused("the encryption key is not 32 bytes".into()))
+/// Every `$encryption.rootKeyId` in a definition's structure.
+fn collect_root_key_ids(rule_set: Option<&Value>, out: &mut Vec<String>) {
+    let Some(map) = rule_set.and_then(Value::as_object) else {
+        return;
+    };
+    for (key, child) in map {
+        if key == "$encryption" {
+            if let Some(id) = child.get("rootKeyId").and_then(Value::as_str) {
+                out.push(id.to_owned());
+            }
+        } else if !key.starts_with('$') {
+            collect_root_key_ids(Some(child), out);
+        }
+    }
 }
 
 /// Removes `$encryption` from every rule set (before injecting a new epoch's keys).

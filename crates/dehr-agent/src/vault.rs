@@ -100,6 +100,10 @@ pub enum VaultError {
         "the vault at {path} is corrupted ({reason}); it was not modified. Restore it from a backup (`dehr identity import`) or recover from the recovery phrase (`dehr identity recover`)"
     )]
     Corrupted { path: PathBuf, reason: String },
+    #[error(
+        "the vault at {0} is open in another dehr process; stop that process (or wait for it) and try again"
+    )]
+    Locked(PathBuf),
     #[error("the file is not a DeHR vault backup ({0})")]
     NotABackup(String),
     #[error("Argon2id parameters {0:?} are weaker than OWASP's minimum; refusing them")]
@@ -394,6 +398,16 @@ fn parse_file(bytes: &[u8], format: &str) -> Result<VaultFile, String> {
     if file.cipher.algorithm != "A256GCM" {
         return Err(format!("cipher {} is not supported", file.cipher.algorithm));
     }
+    // Costs beyond these would hang or exhaust the machine: a crafted file must not do that.
+    let cost = file.kdf.cost;
+    if cost.memory_kib > 4 * 1024 * 1024 || cost.iterations > 64 || cost.parallelism > 16 {
+        return Err(format!(
+            "Argon2id cost {cost:?} is beyond any this program makes"
+        ));
+    }
+    if b64url_decode(&file.kdf.salt).map_or(true, |salt| salt.len() < 16) {
+        return Err("the salt is not 16 bytes or more of base64url".into());
+    }
     Ok(file)
 }
 
@@ -443,6 +457,9 @@ pub struct Vault {
     key: Zeroizing<[u8; 32]>,
     kdf: KdfHeader,
     contents: VaultContents,
+    /// An exclusive lock on `<vault>.lock` for as long as the vault is open, so two processes
+    /// never save over each other's changes (a lost key-epoch bump would reuse old keys).
+    _lock: fs::File,
 }
 
 impl fmt::Debug for Vault {
@@ -466,6 +483,7 @@ impl Vault {
         if passphrase.bytes().is_empty() {
             return Err(VaultError::EmptyPassphrase);
         }
+        let lock = lock(path)?;
         if path.exists() {
             return Err(VaultError::AlreadyExists(path.to_owned()));
         }
@@ -481,6 +499,7 @@ impl Vault {
             path: path.to_owned(),
             key,
             kdf,
+            _lock: lock,
             contents: VaultContents {
                 recovery_phrase: Some(SecretString(phrase.0.clone())),
                 ..VaultContents::default()
@@ -492,6 +511,10 @@ impl Vault {
 
     /// Opens the vault at `path`.
     pub fn open(path: &Path, passphrase: &Passphrase) -> Result<Self, VaultError> {
+        if !path.exists() {
+            return Err(VaultError::NotFound(path.to_owned()));
+        }
+        let lock = lock(path)?;
         let bytes = match fs::read(path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -518,6 +541,7 @@ impl Vault {
             key,
             kdf: file.kdf,
             contents,
+            _lock: lock,
         })
     }
 
@@ -622,10 +646,15 @@ impl Vault {
     ) -> Result<Self, VaultError> {
         let phrase = match &contents.recovery_phrase {
             Some(words) => RecoveryPhrase(words.0.clone()),
+            // A vault always has a phrase to derive new identities from.
             None => RecoveryPhrase::generate()?,
         };
         let mut vault = Self::create(path, passphrase, phrase, cost)?;
+        let phrase = vault.contents.recovery_phrase.take();
         vault.contents = contents;
+        if vault.contents.recovery_phrase.is_none() {
+            vault.contents.recovery_phrase = phrase;
+        }
         vault.save()?;
         Ok(vault)
     }
@@ -634,6 +663,30 @@ impl Vault {
 impl Drop for Vault {
     fn drop(&mut self) {
         self.key.zeroize();
+    }
+}
+
+/// Takes the vault's lock file, or fails at once if another process holds it.
+fn lock(path: &Path) -> Result<fs::File, VaultError> {
+    let lock_path = path.with_extension("lock");
+    let io = |source| VaultError::Io {
+        path: lock_path.clone(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(io)?;
+    }
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(VaultError::Locked(path.to_owned())),
+        Err(fs::TryLockError::Error(e)) => Err(io(e)),
     }
 }
 
@@ -647,10 +700,18 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(io)?;
-    let tmp = path.with_extension("json.tmp");
+    // A fresh name each time, created exclusively: never a file (or link) left from before.
+    let suffix: [u8; 8] = random()?;
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        suffix
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    ));
     {
         let mut options = fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        options.write(true).create_new(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
@@ -660,7 +721,10 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
         file.write_all(bytes).map_err(io)?;
         file.sync_all().map_err(io)?;
     }
-    fs::rename(&tmp, path).map_err(io)?;
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(io(e));
+    }
     if let Ok(dir) = fs::File::open(dir) {
         // Makes the rename itself durable; some file systems refuse fsync on a directory.
         let _ = dir.sync_all();

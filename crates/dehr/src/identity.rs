@@ -2,7 +2,7 @@
 //! nodes, and backups. The passphrase comes from `DEHR_PASSPHRASE`, a `--passphrase-file`, or
 //! is asked for on the terminal; it never appears on the command line.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -136,6 +136,17 @@ impl CommonArgs {
         config
     }
 
+    /// The passphrase of a vault about to be created: asked twice on a terminal.
+    fn new_passphrase(&self, purpose: &str) -> Result<Passphrase> {
+        if self.passphrase_file.is_none()
+            && std::env::var_os("DEHR_PASSPHRASE").is_none()
+            && std::io::stdin().is_terminal()
+        {
+            return prompt_new(purpose);
+        }
+        self.passphrase(purpose)
+    }
+
     fn passphrase(&self, purpose: &str) -> Result<Passphrase> {
         if let Some(file) = &self.passphrase_file {
             let text = std::fs::read_to_string(file)
@@ -149,8 +160,9 @@ impl CommonArgs {
     }
 }
 
-/// Reads one line from the terminal. Without a terminal it refuses, so scripts fail clearly
-/// instead of hanging.
+/// Reads one line from the terminal without echoing it (passphrases and the recovery phrase
+/// must not stay on screen). Without a terminal it refuses, so scripts fail clearly instead of
+/// hanging.
 fn prompt_line(label: &str) -> Result<String> {
     if !std::io::stdin().is_terminal() {
         bail!(
@@ -158,11 +170,7 @@ fn prompt_line(label: &str) -> Result<String> {
             label.trim_end_matches(": ")
         );
     }
-    eprint!("{label}");
-    std::io::stderr().flush().ok();
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    rpassword::prompt_password(label).context("reading from the terminal")
 }
 
 fn prompt(label: &str) -> Result<Passphrase> {
@@ -170,6 +178,16 @@ fn prompt(label: &str) -> Result<Passphrase> {
         bail!("no passphrase: set DEHR_PASSPHRASE or use --passphrase-file");
     }
     Ok(Passphrase::new(prompt_line(label)?))
+}
+
+/// Asks twice for a new passphrase, so a typing mistake does not lock the person out.
+fn prompt_new(label: &str) -> Result<Passphrase> {
+    let first = prompt_line(&format!("{label}: "))?;
+    let second = prompt_line(&format!("{label} (again): "))?;
+    if first != second {
+        bail!("the two passphrases differ; nothing was created");
+    }
+    Ok(Passphrase::new(first))
 }
 
 fn print_identity(identity: &dehr_agent::IdentityRecord) {
@@ -193,7 +211,11 @@ pub async fn run(command: IdentityCommand) -> Result<()> {
             nodes,
         } => {
             let config = common.config();
-            let passphrase = common.passphrase("Vault passphrase")?;
+            let passphrase = if config.vault_path().exists() {
+                common.passphrase("Vault passphrase")?
+            } else {
+                common.new_passphrase("New vault passphrase")?
+            };
             let (mut agent, phrase) = Agent::open_or_create(config, &passphrase)?;
             if let Some(phrase) = phrase {
                 eprintln!(
@@ -254,9 +276,14 @@ pub async fn run(command: IdentityCommand) -> Result<()> {
                 Err(_) => passphrase,
             };
             let bytes = agent.export_backup(&backup_passphrase)?;
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            let mut file = options
                 .open(&out)
                 .with_context(|| format!("creating {} (it must not exist yet)", out.display()))?;
             file.write_all(&bytes)?;
@@ -298,7 +325,7 @@ pub async fn run(command: IdentityCommand) -> Result<()> {
                 Err(_) => prompt_line("Recovery phrase: ")?,
             };
             let phrase = RecoveryPhrase::parse(&words)?;
-            let passphrase = common.passphrase("New vault passphrase")?;
+            let passphrase = common.new_passphrase("New vault passphrase")?;
             let agent = Agent::recover(common.config(), &passphrase, phrase, gap, role).await?;
             eprintln!("Recovered {} identities:", agent.identities().len());
             for identity in agent.identities() {

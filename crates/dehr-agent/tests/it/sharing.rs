@@ -139,7 +139,11 @@ async fn grant_read_revoke_and_denial_with_encrypted_records() {
     let read_grant = share.grant_ids[0].clone();
     let query_grant = share.grant_ids[1].clone();
     assert_eq!(
-        provider.receive_keys("clinic", &patient_did).await.unwrap(),
+        provider
+            .receive_keys("clinic", &patient_did)
+            .await
+            .unwrap()
+            .added,
         1
     );
 
@@ -257,7 +261,9 @@ async fn remaining_grantees_get_the_new_keys_after_a_rotation() {
         .await
         .unwrap();
     // Epoch 0 and epoch 1 keys, for the one path.
-    assert_eq!(staying.receive_keys("lab", &patient_did).await.unwrap(), 2);
+    let reception = staying.receive_keys("lab", &patient_did).await.unwrap();
+    assert_eq!(reception.added, 2);
+    assert!(reception.refused.is_empty(), "{:?}", reception.refused);
     let opened = staying
         .read_record(
             "lab",
@@ -546,6 +552,37 @@ async fn tampering_is_caught_when_read() {
         .await
         .unwrap_err();
     assert!(matches!(error, AgentError::Tampered { .. }), "{error}");
+
+    // A record made by someone else with the patient's public $encryption key (as a malicious
+    // node could add one): it would decrypt, but its author has no grant.
+    let definition = patient
+        .fetch_protocol("alice", &patient_did, PROTOCOL)
+        .await
+        .unwrap()
+        .unwrap();
+    let input =
+        dehr_agent::encryption::protocol_path_encryption_input(&definition, "observation").unwrap();
+    let (forged_ciphertext, property) =
+        dehr_agent::encryption::encrypt_data(b"{\"resourceType\":\"Observation\"}", &[input])
+            .unwrap();
+    let options = dehr_dwn::builders::WriteOptions {
+        protocol: Some(PROTOCOL.into()),
+        protocol_path: Some("observation".into()),
+        encryption: Some(property.to_value()),
+        ..dehr_dwn::builders::WriteOptions::for_data(&forged_ciphertext, "application/fhir+json")
+    };
+    let injected = dehr_dwn::builders::records_write(options, &signer).unwrap();
+    let error = patient
+        .open_record(
+            "alice",
+            &patient_did,
+            serde_json::to_value(&injected).unwrap(),
+            None,
+            &forged_ciphertext,
+        )
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("names no grant"), "{error}");
 
     // A signature whose key id claims the patient but is made with another key.
     let impostor = dehr_core::jws::PrivateKeySigner::new(
