@@ -219,6 +219,21 @@ pub fn epoch_root(identity: &IdentityRecord, epoch: u32) -> Result<(String, Jwk)
     ))
 }
 
+/// A keyed tag: HMAC-SHA256 of `message` under a key derived from the identity's encryption
+/// key for `purpose`, hex. Lets a node compare values (e.g. "this resource is imported
+/// already") without learning them, since tags are not encrypted.
+pub fn keyed_tag(
+    identity: &IdentityRecord,
+    purpose: &str,
+    message: &[u8],
+) -> Result<String, AgentError> {
+    let secret = encryption::secret_of(&identity.keys.encryption)?;
+    let key = encryption::derive_private_key_bytes(&secret, &[purpose.to_owned()])?;
+    // HKDF-Extract(salt = key, ikm = message) is HMAC-SHA256(key, message).
+    let (mac, _) = hkdf::Hkdf::<sha2::Sha256>::extract(Some(key.as_ref()), message);
+    Ok(mac.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// The epoch a root key id of `did` names, if it is one of ours.
 fn epoch_of_root_id(did: &str, root_key_id: &str) -> Option<u32> {
     let rest = root_key_id.strip_prefix(did)?.strip_prefix('#')?;

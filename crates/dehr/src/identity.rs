@@ -10,7 +10,7 @@ use dehr_agent::agent::default_home;
 use dehr_agent::{Agent, AgentConfig, Passphrase, RecoveryPhrase, Role};
 
 #[derive(Debug, clap::Args)]
-pub struct CommonArgs {
+pub(crate) struct CommonArgs {
     /// The agent's directory (holds vault.json). [default: $DEHR_HOME, else ~/.dehr]
     #[arg(long, value_name = "DIR", env = "DEHR_HOME", global = true)]
     home: Option<PathBuf>,
@@ -126,7 +126,7 @@ fn parse_role(input: &str) -> Result<Role, String> {
 }
 
 impl CommonArgs {
-    fn config(&self) -> AgentConfig {
+    pub(crate) fn config(&self) -> AgentConfig {
         let mut config = AgentConfig::new(self.home.clone().unwrap_or_else(default_home));
         config.gateways = self
             .gateways
@@ -147,7 +147,7 @@ impl CommonArgs {
         self.passphrase(purpose)
     }
 
-    fn passphrase(&self, purpose: &str) -> Result<Passphrase> {
+    pub(crate) fn passphrase(&self, purpose: &str) -> Result<Passphrase> {
         if let Some(file) = &self.passphrase_file {
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("reading the passphrase file {}", file.display()))?;

@@ -9,6 +9,7 @@ mod bench;
 mod client_check;
 mod encryption_vectors;
 mod identity;
+mod import;
 mod logging;
 mod node;
 mod sample_messages;
@@ -48,6 +49,8 @@ enum Command {
     /// Manage identities: DIDs, their keys in the encrypted vault, their nodes, backups.
     #[command(subcommand)]
     Identity(identity::IdentityCommand),
+    /// Import FHIR R4 files (Bundles, NDJSON, resources) into an identity's record.
+    Import(import::ImportArgs),
     /// Show who accessed an identity's records: the access log kept by each of its nodes,
     /// checked for tampering.
     Log(identity::LogArgs),
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::Identity(command) => identity::run(command).await,
             Command::Log(args) => identity::run_log(args).await,
+            Command::Import(args) => import::run(args).await,
             Command::SampleMessages => sample_messages::run(),
             Command::ClientCheck(args) => client_check::run(args).await,
             Command::EncryptionVectors => encryption_vectors::run_vectors(),

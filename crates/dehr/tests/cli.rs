@@ -30,6 +30,7 @@ fn every_command_has_help_with_an_example() {
         vec!["identity", "recover", "--help"],
         vec!["identity", "phrase", "--help"],
         vec!["log", "--help"],
+        vec!["import", "--help"],
     ] {
         let output = dehr().args(&args).output().expect("runs");
         assert!(output.status.success(), "{args:?}");
@@ -359,4 +360,70 @@ async fn identity_commands_work_against_a_node() {
     let _ = second.kill();
     let _ = node.wait();
     let _ = second.wait();
+}
+
+/// `dehr import`: a valid file is imported with a summary; an invalid resource is refused with
+/// its path and rule, and the command fails; importing again writes nothing.
+#[test]
+fn import_writes_valid_resources_and_reports_refusals() {
+    let fixtures = std::env::var_os("DEHR_FIXTURES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+        });
+    assert!(
+        fixtures.join("fhir-r4").is_dir(),
+        "fixtures not found at {}: set DEHR_FIXTURES",
+        fixtures.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (mut node, url) = start_node(&dir.path().join("node"), &[]);
+    let home = dir.path().join("home");
+    let run = |args: &[&str]| {
+        let output = dehr()
+            .env("DEHR_HOME", &home)
+            .env("DEHR_PASSPHRASE", "cli import test")
+            .env(
+                "DEHR_FHIR_DEFINITIONS",
+                fixtures.join("fhir-r4/definitions"),
+            )
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (ok, stderr) = run(&[
+        "identity", "create", "--name", "alice", "--role", "patient", "--node", &url,
+    ]);
+    assert!(ok, "{stderr}");
+    let file = dir.path().join("resources.ndjson");
+    std::fs::write(
+        &file,
+        concat!(
+            r#"{"resourceType":"Patient","id":"p1","gender":"female","birthDate":"1980-02-29"}"#,
+            "\n",
+            r#"{"resourceType":"Condition","id":"c1","subject":{"reference":"Patient/p1"},"clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"sideways"}]}}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let (ok, stderr) = run(&["import", "--identity", "alice", file]);
+    assert!(!ok, "a refusal fails the command");
+    assert!(stderr.contains("1 written (Patient 1)"), "{stderr}");
+    assert!(
+        stderr.contains("Condition/c1") && stderr.contains("Condition.clinicalStatus"),
+        "{stderr}"
+    );
+    let (_, stderr) = run(&["import", "--identity", "alice", file]);
+    assert!(
+        stderr.contains("0 written") && stderr.contains("1 already present"),
+        "{stderr}"
+    );
+    let _ = node.kill();
+    let _ = node.wait();
 }

@@ -1,0 +1,201 @@
+//! Import end to end: the Synthea files into a record on a real node, through the agent
+//! (validation, reference resolution, encryption, signing, storage), then again to show that
+//! nothing new is created. Fixtures come from `$DEHR_FIXTURES` (default: `shared/fixtures`
+//! beside the repository).
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use dehr_agent::{Agent, AgentConfig, KdfCost, Passphrase, Role};
+use dehr_health::import::Importer;
+use dehr_health::protocol::{Category, HEALTH_RECORD_PROTOCOL};
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    let dir = std::env::var_os("DEHR_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+        });
+    assert!(
+        dir.join("synthea").is_dir(),
+        "fixtures not found at {}: set DEHR_FIXTURES to the shared fixtures folder",
+        dir.display()
+    );
+    dir
+}
+
+fn validator() -> dehr_fhir::Validator {
+    let definitions =
+        dehr_fhir::Definitions::load(&fixtures().join("fhir-r4/definitions")).unwrap();
+    dehr_fhir::Validator::new(&definitions).unwrap()
+}
+
+async fn start_node(dir: &std::path::Path) -> String {
+    let mut config = dehr_node::NodeConfig::new(dir.join("node"));
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.did_dht_gateways = vec!["http://127.0.0.1:9".into()];
+    let node = dehr_node::bind(config).await.unwrap();
+    let url = node.url();
+    tokio::spawn(node.run(std::future::pending::<()>()));
+    url
+}
+
+fn count_entries(file: &std::path::Path) -> usize {
+    let bundle: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    bundle["entry"].as_array().map_or(0, Vec::len)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synthea_imports_completely_and_twice_creates_nothing_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = start_node(dir.path()).await;
+    let mut config = AgentConfig::new(dir.path().join("agent"));
+    config.gateways = vec![url.clone()];
+    config.kdf = KdfCost {
+        memory_kib: 19_456,
+        iterations: 2,
+        parallelism: 1,
+    };
+    let (mut agent, _) = Agent::create(config, &Passphrase::new("import test")).unwrap();
+    let did = agent
+        .create_identity("alice", Role::Patient, std::slice::from_ref(&url))
+        .await
+        .unwrap()
+        .did;
+
+    let synthea = fixtures().join("synthea");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&synthea)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    // The directory bundles (names starting with 0-) first, as Synthea's README says.
+    files.sort();
+    let validator = validator();
+    let mut importer = Importer::new(&mut agent, "alice", validator.clone());
+    let started = Instant::now();
+    let mut total = 0;
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap();
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let summary = importer
+            .import(&name, &bytes, &mut |_, _| {})
+            .await
+            .unwrap();
+        assert!(
+            summary.refused.is_empty(),
+            "{name}: {:?}",
+            &summary.refused[..summary.refused.len().min(5)]
+        );
+        let entries = count_entries(file);
+        assert_eq!(
+            summary.written_total() + summary.already_present,
+            entries,
+            "{name}: every entry is written or found present"
+        );
+        assert!(summary.provenance_record_id.is_some() || summary.written_total() == 0);
+        total += summary.written_total();
+    }
+    let elapsed = started.elapsed();
+    eprintln!(
+        "imported {total} resources in {:.1} s ({:.0}/s, debug build)",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64()
+    );
+
+    // Again: nothing new.
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap();
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let summary = importer
+            .import(&name, &bytes, &mut |_, _| {})
+            .await
+            .unwrap();
+        assert_eq!(
+            summary.written_total(),
+            0,
+            "{name} imported twice wrote {:?}",
+            summary.written
+        );
+        assert!(summary.provenance_record_id.is_none());
+    }
+    drop(importer);
+
+    // What is in the record: every resource once, in its category, decryptable, references
+    // rewritten to Type/id (no urn:uuid: and no conditional references left).
+    let records = agent
+        .query_records(
+            "alice",
+            &did,
+            HEALTH_RECORD_PROTOCOL,
+            Some(Category::Observations.path()),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(records.len() > 1000, "{} observations", records.len());
+    let opened = agent
+        .read_record("alice", &did, &records[0].record_id, None)
+        .await
+        .unwrap();
+    let observation: Value = serde_json::from_slice(&opened.plaintext).unwrap();
+    assert_eq!(observation["resourceType"], "Observation");
+    validator.validate(&observation).unwrap();
+    let text = observation.to_string();
+    assert!(
+        !text.contains("urn:uuid:") && !text.contains("?identifier="),
+        "{text}"
+    );
+    assert!(
+        observation["subject"]["reference"]
+            .as_str()
+            .unwrap()
+            .starts_with("Patient/")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_resources_are_refused_with_reasons_and_a_transaction_is_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = start_node(dir.path()).await;
+    let mut config = AgentConfig::new(dir.path().join("agent"));
+    config.gateways = vec![url.clone()];
+    config.kdf = KdfCost {
+        memory_kib: 19_456,
+        iterations: 2,
+        parallelism: 1,
+    };
+    let (mut agent, _) = Agent::create(config, &Passphrase::new("import test")).unwrap();
+    agent
+        .create_identity("alice", Role::Patient, std::slice::from_ref(&url))
+        .await
+        .unwrap();
+    let mut importer = Importer::new(&mut agent, "alice", validator());
+    let entries = serde_json::json!([
+        {"fullUrl": "urn:uuid:9f3c1b2a-0000-4000-8000-000000000001",
+         "resource": {"resourceType": "Patient", "id": "p1", "birthDate": "1970-01-01"}},
+        {"fullUrl": "urn:uuid:9f3c1b2a-0000-4000-8000-000000000002",
+         "resource": {"resourceType": "Observation", "id": "o1", "status": "banana",
+                      "code": {"text": "x"},
+                      "subject": {"reference": "urn:uuid:9f3c1b2a-0000-4000-8000-000000000001"}}}
+    ]);
+    for (kind, written) in [("transaction", 0), ("batch", 1)] {
+        let bundle = serde_json::json!({"resourceType": "Bundle", "type": kind, "entry": entries});
+        let summary = importer
+            .import(
+                &format!("{kind}.json"),
+                bundle.to_string().as_bytes(),
+                &mut |_, _| {},
+            )
+            .await
+            .unwrap();
+        assert_eq!(summary.written_total(), written, "{kind}");
+        assert_eq!(summary.refused.len(), 1, "{kind}");
+        let (location, reason) = &summary.refused[0];
+        assert!(location.contains("Observation/o1"), "{location}");
+        assert!(reason.contains("Observation.status"), "{reason}");
+    }
+}
