@@ -79,6 +79,11 @@ pub struct Agent {
     client: DwnClient,
     /// (DID, protocol) pairs whose key epoch was checked against the DWN in this session.
     pub(crate) epochs_checked: std::collections::HashSet<(String, String)>,
+    /// Public keys of (DID, epoch, protocol, path), derived once.
+    pub(crate) path_keys_cache: std::collections::HashMap<
+        (String, u32, String, String),
+        crate::encryption::KeyEncryptionInput,
+    >,
 }
 
 impl std::fmt::Debug for Agent {
@@ -127,6 +132,7 @@ impl Agent {
             resolver,
             client,
             epochs_checked: std::collections::HashSet::new(),
+            path_keys_cache: std::collections::HashMap::new(),
         })
     }
 

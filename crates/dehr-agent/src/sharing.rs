@@ -19,6 +19,7 @@ use dehr_dwn::filter::{OneOrMany, RecordsFilter};
 use dehr_dwn::grants::{PermissionGrantData, PermissionScope};
 use dehr_dwn::protocols::ProtocolsConfigureMessage;
 use dehr_dwn::records_write::{RecordsWrite, RecordsWriteMessage};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -429,29 +430,47 @@ impl Agent {
         target: Option<&str>,
         record: NewRecord,
     ) -> Result<WrittenRecord, AgentError> {
+        let (target, message, ciphertext) = self.prepare_write(who, target, record).await?;
+        self.send_write(&target, message, ciphertext).await
+    }
+
+    /// Writes many records into `who`'s own DWN (an import), `concurrency` requests in flight:
+    /// each record is encrypted and signed here in turn, and the node's group commit absorbs
+    /// the concurrent writes. Results are in the order of `records`.
+    pub async fn write_records(
+        &mut self,
+        who: &str,
+        records: Vec<NewRecord>,
+        concurrency: usize,
+    ) -> Vec<Result<WrittenRecord, AgentError>> {
+        let mut prepared = Vec::with_capacity(records.len());
+        for record in records {
+            prepared.push(self.prepare_write(who, None, record).await);
+        }
+        let this = &*self;
+        futures_util::stream::iter(prepared.into_iter().map(|prepared| async move {
+            let (target, message, ciphertext) = prepared?;
+            this.send_write(&target, message, ciphertext).await
+        }))
+        .buffered(concurrency.max(1))
+        .collect()
+        .await
+    }
+
+    /// Encrypts and signs a record: the target, the message and its ciphertext.
+    async fn prepare_write(
+        &mut self,
+        who: &str,
+        target: Option<&str>,
+        record: NewRecord,
+    ) -> Result<(String, RecordsWriteMessage, Vec<u8>), AgentError> {
         let (identity, signer) = self.signer_of(who)?;
         let target = target.unwrap_or(&identity.did).to_owned();
         let protocol = normalize_protocol(&record.protocol)?;
-        let own_input = |epoch: u32| -> Result<KeyEncryptionInput, AgentError> {
-            let (root_id, root) = epoch_root(&identity, epoch)?;
-            let key = encryption::derive_public_key(
-                &DerivedPrivateJwk::root(&root_id, KeyDerivationScheme::ProtocolPath, &root),
-                &protocol_path_key_path(&protocol, &record.protocol_path),
-            )?;
-            Ok(KeyEncryptionInput {
-                derivation_scheme: KeyDerivationScheme::ProtocolPath,
-                public_key_id: root_id,
-                public_key: key,
-            })
-        };
-        let own_epoch = if target == identity.did {
-            self.current_epoch(who, &protocol).await?
-        } else {
-            0
-        };
         let mut inputs = Vec::new();
         if target == identity.did {
-            inputs.push(own_input(own_epoch)?);
+            let epoch = self.current_epoch(who, &protocol).await?;
+            inputs.push(self.own_path_input(&identity, epoch, &protocol, &record.protocol_path)?);
         } else {
             let definition = self
                 .fetch_protocol(who, &target, &protocol)
@@ -467,7 +486,7 @@ impl Agent {
                     ))
                 })?;
             inputs.push(input);
-            inputs.push(own_input(0)?);
+            inputs.push(self.own_path_input(&identity, 0, &protocol, &record.protocol_path)?);
         }
         let (ciphertext, property) = encryption::encrypt_data(&record.data, &inputs)?;
         let options = WriteOptions {
@@ -482,9 +501,50 @@ impl Agent {
             ..WriteOptions::for_data(&ciphertext, &record.data_format)
         };
         let message = builders::records_write(options, &signer).map_err(message_error)?;
+        Ok((target, message, ciphertext))
+    }
+
+    /// The public key of `path` below `identity`'s epoch root: what records there are wrapped
+    /// for. Derivation costs a few HKDF steps and a point multiplication, so keys are cached.
+    fn own_path_input(
+        &mut self,
+        identity: &IdentityRecord,
+        epoch: u32,
+        protocol: &str,
+        path: &str,
+    ) -> Result<KeyEncryptionInput, AgentError> {
+        let key = (
+            identity.did.clone(),
+            epoch,
+            protocol.to_owned(),
+            path.to_owned(),
+        );
+        if let Some(input) = self.path_keys_cache.get(&key) {
+            return Ok(input.clone());
+        }
+        let (root_id, root) = epoch_root(identity, epoch)?;
+        let public = encryption::derive_public_key(
+            &DerivedPrivateJwk::root(&root_id, KeyDerivationScheme::ProtocolPath, &root),
+            &protocol_path_key_path(protocol, path),
+        )?;
+        let input = KeyEncryptionInput {
+            derivation_scheme: KeyDerivationScheme::ProtocolPath,
+            public_key_id: root_id,
+            public_key: public,
+        };
+        self.path_keys_cache.insert(key, input.clone());
+        Ok(input)
+    }
+
+    async fn send_write(
+        &self,
+        target: &str,
+        message: RecordsWriteMessage,
+        ciphertext: Vec<u8>,
+    ) -> Result<WrittenRecord, AgentError> {
         let reply = self
             .client()
-            .send(&target, &message, Some(Bytes::from(ciphertext)))
+            .send(target, &message, Some(Bytes::from(ciphertext)))
             .await?;
         if !reply.is_success() {
             return Err(refused("RecordsWrite", &reply));

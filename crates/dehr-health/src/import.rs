@@ -26,6 +26,12 @@ use serde_json::{Map, Value, json};
 
 use crate::protocol::{Category, FHIR_JSON, HEALTH_RECORD_PROTOCOL};
 
+/// Records handed to the agent at once: enough for the requests in flight to overlap, few
+/// enough that progress moves.
+const WRITE_BATCH: usize = 256;
+/// Write requests in flight at once.
+const WRITE_CONCURRENCY: usize = 16;
+
 /// Why an import could not run at all (refused resources are in the [`ImportSummary`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -508,44 +514,63 @@ impl<'a> Importer<'a> {
             return Ok(summary);
         }
 
+        // Dedup, then write in batches with several requests in flight.
         let total = prepared.len();
-        let mut targets = Vec::new();
-        for (done, (location, kind, id, resource)) in prepared.into_iter().enumerate() {
+        let mut pending = Vec::new();
+        for (location, kind, id, resource) in prepared {
             let tag = self.dedup_tag(&format!("{kind}/{id}"))?;
             if self.present.contains(&tag) {
                 summary.already_present += 1;
-                progress(done + 1, total);
                 continue;
             }
-            let category = Category::of_resource_type(&kind).unwrap_or(Category::Documents);
-            let data = serde_json::to_vec(&resource).map_err(|e| ImportError::Unreadable {
-                file: location.clone(),
-                reason: e.to_string(),
-            })?;
-            let mut tags = BTreeMap::new();
-            tags.insert("resourceType".to_owned(), Value::String(kind.clone()));
-            tags.insert("dedup".to_owned(), Value::String(tag.clone()));
-            self.agent
-                .write_record(
-                    &self.who,
-                    None,
-                    NewRecord {
-                        protocol: HEALTH_RECORD_PROTOCOL.into(),
-                        protocol_path: category.path().into(),
-                        data_format: FHIR_JSON.into(),
-                        data,
-                        tags: Some(tags),
-                        ..NewRecord::default()
-                    },
-                )
-                .await?;
-            self.present.insert(tag);
-            if category == Category::Directory {
-                self.directory.add(&resource);
+            pending.push((location, kind, id, tag, resource));
+        }
+        let mut done = summary.already_present.min(total);
+        progress(done, total);
+        let mut targets = Vec::new();
+        let mut remaining = pending.into_iter().peekable();
+        while remaining.peek().is_some() {
+            let batch: Vec<_> = remaining.by_ref().take(WRITE_BATCH).collect();
+            let mut records = Vec::with_capacity(batch.len());
+            for (location, kind, _, tag, resource) in &batch {
+                let category = Category::of_resource_type(kind).unwrap_or(Category::Documents);
+                let data = serde_json::to_vec(resource).map_err(|e| ImportError::Unreadable {
+                    file: location.clone(),
+                    reason: e.to_string(),
+                })?;
+                let mut tags = BTreeMap::new();
+                tags.insert("resourceType".to_owned(), Value::String(kind.clone()));
+                tags.insert("dedup".to_owned(), Value::String(tag.clone()));
+                records.push(NewRecord {
+                    protocol: HEALTH_RECORD_PROTOCOL.into(),
+                    protocol_path: category.path().into(),
+                    data_format: FHIR_JSON.into(),
+                    data,
+                    tags: Some(tags),
+                    ..NewRecord::default()
+                });
             }
-            *summary.written.entry(kind.clone()).or_default() += 1;
-            targets.push(json!({ "reference": format!("{kind}/{id}") }));
-            progress(done + 1, total);
+            let results = self
+                .agent
+                .write_records(&self.who, records, WRITE_CONCURRENCY)
+                .await;
+            for ((location, kind, id, tag, resource), result) in batch.into_iter().zip(results) {
+                match result {
+                    Ok(_) => {
+                        self.present.insert(tag);
+                        if Category::of_resource_type(&kind) == Some(Category::Directory) {
+                            self.directory.add(&resource);
+                        }
+                        *summary.written.entry(kind.clone()).or_default() += 1;
+                        targets.push(json!({ "reference": format!("{kind}/{id}") }));
+                    }
+                    Err(e) => summary
+                        .refused
+                        .push((location, format!("the node refused it: {e}"))),
+                }
+                done += 1;
+            }
+            progress(done.min(total), total);
         }
         if !targets.is_empty() {
             summary.provenance_record_id = Some(self.write_provenance(file_name, targets).await?);
