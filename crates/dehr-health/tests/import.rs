@@ -199,3 +199,80 @@ async fn invalid_resources_are_refused_with_reasons_and_a_transaction_is_all_or_
         assert!(reason.contains("Observation.status"), "{reason}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_then_export_loses_nothing_and_the_summary_is_valid_fhir() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = start_node(dir.path()).await;
+    let mut config = AgentConfig::new(dir.path().join("agent"));
+    config.gateways = vec![url.clone()];
+    config.kdf = KdfCost {
+        memory_kib: 19_456,
+        iterations: 2,
+        parallelism: 1,
+    };
+    let (mut agent, _) = Agent::create(config, &Passphrase::new("export test")).unwrap();
+    agent
+        .create_identity("alice", Role::Patient, std::slice::from_ref(&url))
+        .await
+        .unwrap();
+    let resources = vec![
+        serde_json::json!({"resourceType": "Patient", "id": "p1", "name": [{"family": "Nguyen", "given": ["Lan"]}], "birthDate": "1971-03-04", "gender": "female"}),
+        serde_json::json!({"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1"},
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+            "code": {"text": "Type 2 diabetes"}}),
+        serde_json::json!({"resourceType": "AllergyIntolerance", "id": "a1", "patient": {"reference": "Patient/p1"},
+            "code": {"text": "Penicillin"}}),
+        serde_json::json!({"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "HbA1c"},
+            "subject": {"reference": "Patient/p1"}, "valueQuantity": {"value": 7.25, "unit": "%"}}),
+    ];
+    let ndjson: String = resources.iter().map(|r| format!("{r}\n")).collect();
+    let validator = validator();
+    let mut importer = Importer::new(&mut agent, "alice", validator.clone());
+    let summary = importer
+        .import("mine.ndjson", ndjson.as_bytes(), &mut |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(summary.written_total(), 4, "{:?}", summary.refused);
+    drop(importer);
+
+    let categories = [
+        Category::Demographics,
+        Category::Conditions,
+        Category::Allergies,
+        Category::Observations,
+    ];
+    let exported = dehr_health::export::read_resources(&agent, "alice", Some(&categories))
+        .await
+        .unwrap();
+    let mut expected = resources.clone();
+    expected.sort_by_key(|r| (r["resourceType"].to_string(), r["id"].to_string()));
+    assert_eq!(
+        exported, expected,
+        "canonical JSON equal after the round trip"
+    );
+
+    let ndjson = dehr_health::export::ndjson_by_type(&exported);
+    assert_eq!(ndjson.len(), 4);
+    let bundle = dehr_health::export::collection_bundle(exported.clone());
+    validator.validate(&bundle).unwrap();
+
+    let summary =
+        dehr_health::export::patient_summary(&exported, "alice", "https://dehr.example/fhir")
+            .unwrap();
+    validator.validate(&summary).unwrap();
+    let sections = summary["entry"][0]["resource"]["section"]
+        .as_array()
+        .unwrap();
+    assert_eq!(sections[0]["entry"][0]["reference"], "Condition/c1");
+    assert_eq!(
+        sections[1]["entry"][0]["reference"],
+        "AllergyIntolerance/a1"
+    );
+    assert_eq!(sections[2]["emptyReason"]["coding"][0]["code"], "nilknown");
+    // Everything in the record (including the import's Provenance) comes out.
+    let everything = dehr_health::export::read_resources(&agent, "alice", None)
+        .await
+        .unwrap();
+    assert_eq!(everything.len(), 5);
+}

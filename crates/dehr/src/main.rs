@@ -8,6 +8,7 @@
 mod bench;
 mod client_check;
 mod encryption_vectors;
+mod export;
 mod identity;
 mod import;
 mod logging;
@@ -51,6 +52,8 @@ enum Command {
     Identity(identity::IdentityCommand),
     /// Import FHIR R4 files (Bundles, NDJSON, resources) into an identity's record.
     Import(import::ImportArgs),
+    /// Export an identity's record: FHIR Bundle, NDJSON per type, or a Patient Summary (IPS).
+    Export(export::ExportArgs),
     /// Show who accessed an identity's records: the access log kept by each of its nodes,
     /// checked for tampering.
     Log(identity::LogArgs),
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
             Command::Identity(command) => identity::run(command).await,
             Command::Log(args) => identity::run_log(args).await,
             Command::Import(args) => import::run(args).await,
+            Command::Export(args) => export::run(args).await,
             Command::SampleMessages => sample_messages::run(),
             Command::ClientCheck(args) => client_check::run(args).await,
             Command::EncryptionVectors => encryption_vectors::run_vectors(),

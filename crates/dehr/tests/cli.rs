@@ -31,6 +31,7 @@ fn every_command_has_help_with_an_example() {
         vec!["identity", "phrase", "--help"],
         vec!["log", "--help"],
         vec!["import", "--help"],
+        vec!["export", "--help"],
     ] {
         let output = dehr().args(&args).output().expect("runs");
         assert!(output.status.success(), "{args:?}");
