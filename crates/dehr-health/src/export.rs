@@ -64,7 +64,7 @@ pub async fn read_resources(
         .collect()
         .await;
     let mut resources = opened.into_iter().collect::<Result<Vec<_>, _>>()?;
-    resources.sort_by(|a, b| type_and_id(a).cmp(&type_and_id(b)));
+    resources.sort_by_key(type_and_id);
     Ok(resources)
 }
 
