@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  dehr bench --records 1000,10000,100000 --writes 5000 --reference"
+    after_help = "Examples:\n  dehr bench --records 1000,10000,100000 --writes 5000 --reference\n  RUST_LOG=warn dehr bench --import synthea/ --fhir-definitions fhir-r4/definitions"
 )]
 pub struct BenchArgs {
     /// Record counts at which to measure query latency.
@@ -53,6 +53,13 @@ pub struct BenchArgs {
     /// Write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Measure FHIR import instead: every `*.json` bundle of this folder (e.g. Synthea's),
+    /// end to end into a node started here, and validation alone.
+    #[arg(long, value_name = "DIR", requires = "fhir_definitions")]
+    pub import: Option<PathBuf>,
+    /// The official FHIR R4 definitions (for `--import`).
+    #[arg(long, value_name = "DIR", env = "DEHR_FHIR_DEFINITIONS")]
+    pub fhir_definitions: Option<PathBuf>,
 }
 
 const SCHEMA: &str = "https://hl7.org/fhir/Observation";
@@ -474,6 +481,13 @@ async fn query_workloads(n: usize, args: &BenchArgs) -> Result<Vec<Latency>> {
 }
 
 pub async fn run(args: BenchArgs) -> Result<()> {
+    if let (Some(dir), Some(definitions)) = (&args.import, &args.fhir_definitions) {
+        let figures = crate::bench_import::run(dir, definitions).await?;
+        if let Some(path) = &args.json {
+            std::fs::write(path, serde_json::to_vec_pretty(&figures)?)?;
+        }
+        return Ok(());
+    }
     let mut figures = serde_json::Map::new();
     println!(
         "dehr bench: {} CPU(s)",

@@ -6,6 +6,7 @@
 //! and turning errors into advice for the person at the terminal.
 
 mod bench;
+mod bench_import;
 mod client_check;
 mod encryption_vectors;
 mod export;
