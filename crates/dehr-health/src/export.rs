@@ -23,6 +23,19 @@ pub async fn read_resources(
     who: &str,
     categories: Option<&[Category]>,
 ) -> Result<Vec<Value>, AgentError> {
+    Ok(read_records(agent, who, categories)
+        .await?
+        .into_iter()
+        .map(|(_, resource)| resource)
+        .collect())
+}
+
+/// [`read_resources`] with each resource's record id.
+pub async fn read_records(
+    agent: &Agent,
+    who: &str,
+    categories: Option<&[Category]>,
+) -> Result<Vec<(String, Value)>, AgentError> {
     let did = agent.identity(who)?.did.clone();
     let mut record_ids = Vec::new();
     match categories {
@@ -52,20 +65,22 @@ pub async fn read_resources(
         }
     }
     let did = &did;
-    let opened: Vec<Result<Value, AgentError>> = futures_util::stream::iter(record_ids)
+    let opened: Vec<Result<(String, Value), AgentError>> = futures_util::stream::iter(record_ids)
         .map(|record_id| async move {
             let opened = agent.read_record(who, did, &record_id, None).await?;
-            serde_json::from_slice(&opened.plaintext).map_err(|e| AgentError::Tampered {
-                record_id,
-                reason: format!("the decrypted data is not JSON: {e}"),
-            })
+            let resource =
+                serde_json::from_slice(&opened.plaintext).map_err(|e| AgentError::Tampered {
+                    record_id: record_id.clone(),
+                    reason: format!("the decrypted data is not JSON: {e}"),
+                })?;
+            Ok((record_id, resource))
         })
         .buffer_unordered(READ_CONCURRENCY)
         .collect()
         .await;
-    let mut resources = opened.into_iter().collect::<Result<Vec<_>, _>>()?;
-    resources.sort_by_key(type_and_id);
-    Ok(resources)
+    let mut records = opened.into_iter().collect::<Result<Vec<_>, _>>()?;
+    records.sort_by_key(|(_, resource)| type_and_id(resource));
+    Ok(records)
 }
 
 fn type_and_id(resource: &Value) -> (String, String) {

@@ -26,6 +26,9 @@ use serde_json::{Map, Value, json};
 
 use crate::protocol::{Category, FHIR_JSON, HEALTH_RECORD_PROTOCOL};
 
+/// The purpose string of the `dedup` tag's key (see the module documentation).
+pub const DEDUP_PURPOSE: &str = "dehr-import-dedup-v1";
+
 /// Records handed to the agent at once: enough for the requests in flight to overlap, few
 /// enough that progress moves.
 const WRITE_BATCH: usize = 256;
@@ -277,7 +280,8 @@ fn rewrite_references(
     }
 }
 
-fn new_id() -> String {
+/// A new resource id: a random version-4 UUID.
+pub fn new_id() -> String {
     let mut bytes = [0u8; 16];
     // Without randomness the ids would collide; a failure here is the OS's, and rare enough
     // that ids from the clock are an acceptable fallback.
@@ -383,7 +387,7 @@ impl<'a> Importer<'a> {
         let identity = self.agent.identity(&self.who)?;
         Ok(dehr_agent::sharing::keyed_tag(
             identity,
-            "dehr-import-dedup-v1",
+            DEDUP_PURPOSE,
             key.as_bytes(),
         )?)
     }

@@ -2,6 +2,7 @@
 //! protocol for a person's record (one record per FHIR resource, by clinical category, every
 //! path encrypted); import, export and the FHIR API build on it.
 
+pub mod api;
 pub mod export;
 pub mod import;
 pub mod protocol;

@@ -5,6 +5,7 @@
 //! This binary owns what the libraries must not: argument parsing, logging set-up, signals
 //! and turning errors into advice for the person at the terminal.
 
+mod agent_serve;
 mod bench;
 mod bench_import;
 mod client_check;
@@ -51,6 +52,8 @@ enum Command {
     /// Manage identities: DIDs, their keys in the encrypted vault, their nodes, backups.
     #[command(subcommand)]
     Identity(identity::IdentityCommand),
+    /// Serve an identity's record over the FHIR R4 REST API (/fhir), with a bearer token.
+    Agent(agent_serve::AgentArgs),
     /// Import FHIR R4 files (Bundles, NDJSON, resources) into an identity's record.
     Import(import::ImportArgs),
     /// Export an identity's record: FHIR Bundle, NDJSON per type, or a Patient Summary (IPS).
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::Identity(command) => identity::run(command).await,
             Command::Log(args) => identity::run_log(args).await,
+            Command::Agent(args) => agent_serve::run(args).await,
             Command::Import(args) => import::run(args).await,
             Command::Export(args) => export::run(args).await,
             Command::SampleMessages => sample_messages::run(),

@@ -32,6 +32,7 @@ fn every_command_has_help_with_an_example() {
         vec!["log", "--help"],
         vec!["import", "--help"],
         vec!["export", "--help"],
+        vec!["agent", "--help"],
     ] {
         let output = dehr().args(&args).output().expect("runs");
         assert!(output.status.success(), "{args:?}");
@@ -425,6 +426,69 @@ fn import_writes_valid_resources_and_reports_refusals() {
         stderr.contains("0 written") && stderr.contains("1 already present"),
         "{stderr}"
     );
+
+    // Out again, as NDJSON per type and as a summary.
+    let out = dir.path().join("export");
+    let (ok, stderr) = run(&[
+        "export",
+        "--identity",
+        "alice",
+        "--format",
+        "ndjson",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let patient = std::fs::read_to_string(out.join("Patient.ndjson")).unwrap();
+    assert!(
+        patient.contains("\"birthDate\":\"1980-02-29\""),
+        "{patient}"
+    );
+    let ips = dir.path().join("ips.json");
+    let (ok, stderr) = run(&[
+        "export",
+        "--identity",
+        "alice",
+        "--format",
+        "ips",
+        "--out",
+        ips.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(std::fs::read_to_string(&ips).unwrap().contains("60591-5"));
+
+    // And served over FHIR: `dehr agent` prints its base URL and token, then answers.
+    let mut agent = dehr()
+        .env("DEHR_HOME", &home)
+        .env("DEHR_PASSPHRASE", "cli import test")
+        .env(
+            "DEHR_FHIR_DEFINITIONS",
+            fixtures.join("fhir-r4/definitions"),
+        )
+        .args(["agent", "--identity", "alice", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(agent.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let (base, token) = line.trim().split_once(" token=").expect("URL and token");
+    let body = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        reqwest::Client::new()
+            .get(format!("{base}/Patient/p1"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(body.contains("\"birthDate\":\"1980-02-29\""), "{body}");
     let _ = node.kill();
     let _ = node.wait();
 }
