@@ -1,0 +1,139 @@
+// The agent's FHIR R4 API driven by a real FHIR client, fhir-kit-client (npm): a `dehr node`,
+// an identity and an import made with the `dehr` CLI, then `dehr agent` serving the record.
+// DeHR's own API, so it runs only against dehr.
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+
+import { Client } from 'fhir-kit-client';
+
+import { fixturesDir } from '../lib/paths.mjs';
+import { dehrBin, isDehr, startTarget } from '../lib/target.mjs';
+
+
+const run = promisify(execFile);
+
+/** Starts `dehr agent` and resolves with its base URL and token once it listens. */
+function startAgent(bin, env) {
+  const child = spawn(bin, ['agent', '--identity', 'alice', '--listen', '127.0.0.1:0'], {
+    env,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout });
+    lines.once('line', (line) => {
+      const [baseUrl, token] = line.trim().split(' token=');
+      resolve({ child, baseUrl, token });
+    });
+    child.once('exit', (code) => reject(new Error(`dehr agent exited (${code}) before listening`)));
+  });
+}
+
+describe('the FHIR API with fhir-kit-client', { skip: !isDehr && 'a DeHR API: runs against dehr only' }, () => {
+  let node;
+  let agent;
+  let client;
+  let home;
+
+  before(async () => {
+    node = await startTarget();
+    const bin = dehrBin();
+    home = mkdtempSync(path.join(os.tmpdir(), 'dehr-fhir-client-'));
+    const env = {
+      ...process.env,
+      DEHR_HOME: home,
+      DEHR_PASSPHRASE: 'fhir client test passphrase',
+      DEHR_FHIR_DEFINITIONS: path.join(fixturesDir(), 'fhir-r4', 'definitions'),
+      RUST_LOG: 'warn',
+    };
+    await run(bin, ['identity', 'create', '--name', 'alice', '--role', 'patient', '--node', node.url], { env });
+    const file = path.join(home, 'seed.ndjson');
+    writeFileSync(file, [
+      { resourceType: 'Patient', id: 'p1', birthDate: '1971-03-04', gender: 'female' },
+      { resourceType: 'Observation', id: 'o1', status: 'final', subject: { reference: 'Patient/p1' },
+        code: { coding: [{ system: 'http://loinc.org', code: '4548-4' }] }, effectiveDateTime: '2024-05-01' },
+      { resourceType: 'Observation', id: 'o2', status: 'final', subject: { reference: 'Patient/p1' },
+        code: { coding: [{ system: 'http://loinc.org', code: '4548-4' }] }, effectiveDateTime: '2025-05-01' },
+      { resourceType: 'Observation', id: 'o3', status: 'final', subject: { reference: 'Patient/p1' },
+        code: { coding: [{ system: 'http://loinc.org', code: '2345-7' }] }, effectiveDateTime: '2025-06-01' },
+    ].map((r) => JSON.stringify(r)).join('\n'));
+    await run(bin, ['import', '--identity', 'alice', file], { env });
+    agent = await startAgent(bin, env);
+    client = new Client({
+      baseUrl: agent.baseUrl,
+      customHeaders: { Authorization: `Bearer ${agent.token}` },
+    });
+  });
+
+  after(async () => {
+    agent?.child.kill('SIGTERM');
+    await node?.stop();
+    if (home) rmSync(home, { recursive: true, force: true });
+  });
+
+  test('capabilityStatement tells what is served', async () => {
+    const statement = await client.capabilityStatement();
+    assert.equal(statement.resourceType, 'CapabilityStatement');
+    assert.equal(statement.fhirVersion, '4.0.1');
+    const observation = statement.rest[0].resource.find((r) => r.type === 'Observation');
+    assert.deepEqual(observation.interaction.map((i) => i.code), ['read', 'search-type', 'create']);
+  });
+
+  test('read', async () => {
+    const patient = await client.read({ resourceType: 'Patient', id: 'p1' });
+    assert.equal(patient.birthDate, '1971-03-04');
+    await assert.rejects(client.read({ resourceType: 'Patient', id: 'missing' }), (error) => {
+      assert.equal(error.response.status, 404);
+      return true;
+    });
+  });
+
+  test('search with token and date parameters, and paging', async () => {
+    const bundle = await client.search({
+      resourceType: 'Observation',
+      searchParams: { code: 'http://loinc.org|4548-4', date: 'ge2025' },
+    });
+    assert.equal(bundle.type, 'searchset');
+    assert.deepEqual(bundle.entry.map((e) => e.resource.id), ['o2']);
+    const first = await client.search({ resourceType: 'Observation', searchParams: { patient: 'p1', _count: 2 } });
+    assert.equal(first.total, 3);
+    assert.equal(first.entry.length, 2);
+    const second = await client.nextPage({ bundle: first });
+    assert.deepEqual(second.entry.map((e) => e.resource.id), ['o3']);
+  });
+
+  test('create: valid is stored, invalid gets an OperationOutcome', async () => {
+    const created = await client.create({
+      resourceType: 'Condition',
+      body: { resourceType: 'Condition', subject: { reference: 'Patient/p1' }, code: { text: 'asthma' } },
+    });
+    assert.ok(created.id);
+    const readBack = await client.read({ resourceType: 'Condition', id: created.id });
+    assert.equal(readBack.code.text, 'asthma');
+    await assert.rejects(
+      client.create({
+        resourceType: 'Condition',
+        body: { resourceType: 'Condition', subject: { reference: 'Patient/p1' }, onsetDateTime: '2024-13-40' },
+      }),
+      (error) => {
+        assert.equal(error.response.status, 422);
+        assert.equal(error.response.data.resourceType, 'OperationOutcome');
+        assert.match(JSON.stringify(error.response.data), /Condition\.onsetDateTime/);
+        return true;
+      },
+    );
+  });
+
+  test('no token, no access', async () => {
+    const anonymous = new Client({ baseUrl: agent.baseUrl });
+    await assert.rejects(anonymous.read({ resourceType: 'Patient', id: 'p1' }), (error) => {
+      assert.equal(error.response.status, 401);
+      return true;
+    });
+  });
+});
