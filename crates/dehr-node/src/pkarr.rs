@@ -9,6 +9,7 @@
 //! Bodies are files under `<data-dir>/pkarr/`, written to a temporary file, fsynced and renamed,
 //! so a crash leaves the old body or the new one.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -61,7 +62,13 @@ pub struct PkarrRelay {
     dir: PathBuf,
     /// Serializes writes: the sequence check and the replacement must not interleave.
     writes: Mutex<()>,
+    /// Bodies read or written, so that resolving the same DID for every message it signs
+    /// costs no file read. This process is the folder's only writer, so the cache stays true.
+    bodies: std::sync::Mutex<HashMap<String, Arc<[u8]>>>,
 }
+
+/// Entries kept in the relay's and the resolver's caches before they start over.
+const MAX_CACHED: usize = 10_000;
 
 impl PkarrRelay {
     /// Opens (creating) the relay's folder.
@@ -71,6 +78,7 @@ impl PkarrRelay {
         Ok(Self {
             dir,
             writes: Mutex::new(()),
+            bodies: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -84,11 +92,36 @@ impl PkarrRelay {
 
     /// The kept body for `id`, if any.
     pub async fn get(&self, id: &str) -> Result<Option<Vec<u8>>, PkarrError> {
+        Ok(self.get_shared(id).await?.map(|body| body.to_vec()))
+    }
+
+    /// [`PkarrRelay::get`] without copying: the same `Arc` until the body is replaced.
+    pub async fn get_shared(&self, id: &str) -> Result<Option<Arc<[u8]>>, PkarrError> {
         let path = self.path(id)?;
+        if let Some(body) = self.cached(id) {
+            return Ok(Some(body));
+        }
         match tokio::fs::read(&path).await {
-            Ok(body) => Ok(Some(body)),
+            Ok(body) => {
+                let body: Arc<[u8]> = body.into();
+                self.remember(id, body.clone());
+                Ok(Some(body))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    fn cached(&self, id: &str) -> Option<Arc<[u8]>> {
+        self.bodies.lock().ok()?.get(id).cloned()
+    }
+
+    fn remember(&self, id: &str, body: Arc<[u8]>) {
+        if let Ok(mut bodies) = self.bodies.lock() {
+            if bodies.len() >= MAX_CACHED {
+                bodies.clear();
+            }
+            bodies.insert(id.to_owned(), body);
         }
     }
 
@@ -114,9 +147,12 @@ impl PkarrRelay {
             return Err(PkarrError::OlderSequence { offered, kept });
         }
         let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || write_atomically(&dir, &path, &body))
+        let body: Arc<[u8]> = body.into();
+        let written = body.clone();
+        tokio::task::spawn_blocking(move || write_atomically(&dir, &path, &written))
             .await
             .map_err(|e| std::io::Error::other(format!("relay write task failed: {e}")))??;
+        self.remember(id, body);
         Ok(())
     }
 }
@@ -173,6 +209,9 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
 pub struct LocalRelayResolver<R> {
     relay: Arc<PkarrRelay>,
     inner: R,
+    /// Documents decoded from relay bodies: checking a packet's signature and parsing its DNS
+    /// records for every message would cost more than the rest of authentication.
+    documents: std::sync::Mutex<HashMap<String, (Arc<[u8]>, dehr_did::DidDocument)>>,
 }
 
 impl<R> std::fmt::Debug for LocalRelayResolver<R> {
@@ -185,7 +224,11 @@ impl<R> std::fmt::Debug for LocalRelayResolver<R> {
 
 impl<R> LocalRelayResolver<R> {
     pub fn new(relay: Arc<PkarrRelay>, inner: R) -> Self {
-        Self { relay, inner }
+        Self {
+            relay,
+            inner,
+            documents: std::sync::Mutex::new(HashMap::new()),
+        }
     }
 }
 
@@ -194,9 +237,22 @@ impl<R: dehr_did::DidResolver> dehr_did::DidResolver for LocalRelayResolver<R> {
     async fn resolve(&self, did: &str) -> Result<dehr_did::DidDocument, dehr_did::DidError> {
         let bare = did.split(['#', '?', '/']).next().unwrap_or(did);
         if let Some(id) = bare.strip_prefix("did:dht:")
-            && let Ok(Some(body)) = self.relay.get(id).await
+            && let Ok(Some(body)) = self.relay.get_shared(id).await
         {
-            return dehr_did::decode_did_dht_relay_body(bare, &body).map(|r| r.document);
+            if let Ok(documents) = self.documents.lock()
+                && let Some((cached_body, document)) = documents.get(id)
+                && Arc::ptr_eq(cached_body, &body)
+            {
+                return Ok(document.clone());
+            }
+            let document = dehr_did::decode_did_dht_relay_body(bare, &body)?.document;
+            if let Ok(mut documents) = self.documents.lock() {
+                if documents.len() >= MAX_CACHED {
+                    documents.clear();
+                }
+                documents.insert(id.to_owned(), (body, document.clone()));
+            }
+            return Ok(document);
         }
         self.inner.resolve(did).await
     }
