@@ -211,8 +211,11 @@ pub struct LocalRelayResolver<R> {
     inner: R,
     /// Documents decoded from relay bodies: checking a packet's signature and parsing its DNS
     /// records for every message would cost more than the rest of authentication.
-    documents: std::sync::Mutex<HashMap<String, (Arc<[u8]>, dehr_did::DidDocument)>>,
+    documents: std::sync::Mutex<HashMap<String, DecodedBody>>,
 }
+
+/// A relay body and the document decoded from it.
+type DecodedBody = (Arc<[u8]>, dehr_did::DidDocument);
 
 impl<R> std::fmt::Debug for LocalRelayResolver<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
