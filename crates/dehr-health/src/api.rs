@@ -121,6 +121,8 @@ impl FhirApi {
         let protected = Router::new()
             .route("/fhir/{kind}", get(search).post(create))
             .route("/fhir/{kind}/{id}", get(read))
+            .route("/fhir/Patient/{id}/$everything", get(everything))
+            .route("/fhir/Patient/{id}/$summary", get(summary))
             .route_layer(middleware::from_fn_with_state(self.clone(), authenticate));
         Router::new()
             .route("/fhir/metadata", get(metadata))
@@ -207,6 +209,10 @@ async fn metadata(State(api): State<Arc<FhirApi>>) -> Response {
                     "description": "Bearer token issued by the DeHR agent (Authorization: Bearer …). Resources are validated against the FHIR R4 base definitions before they are written."
                 },
                 "resource": resources,
+                "operation": [
+                    { "name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything" },
+                    { "name": "summary", "definition": "http://hl7.org/fhir/uv/ips/OperationDefinition/summary" },
+                ],
             }],
         }),
     )
@@ -498,5 +504,55 @@ async fn create(
             "transient",
             format!("the record's node did not take it: {e}"),
         ),
+    }
+}
+
+/// `Patient/{id}/$everything`: the patient and every resource of the record, as a searchset.
+/// The record is one person's, so everything in it is in that patient's compartment.
+async fn everything(State(api): State<Arc<FhirApi>>, Path(id): Path<String>) -> Response {
+    let index = api.index.read().await;
+    if !index.contains_key(&("Patient".to_owned(), id.clone())) {
+        return outcome(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("Patient/{id} is not in this record"),
+        );
+    }
+    let entries: Vec<Value> = index
+        .values()
+        .map(|(_, r)| {
+            let (k, i) = key_of(r);
+            json!({ "fullUrl": format!("{k}/{i}"), "resource": r, "search": { "mode": "match" } })
+        })
+        .collect();
+    fhir_response(
+        StatusCode::OK,
+        &json!({ "resourceType": "Bundle", "type": "searchset", "total": entries.len(), "entry": entries }),
+    )
+}
+
+/// `Patient/{id}/$summary`: the International Patient Summary of the record.
+async fn summary(
+    State(api): State<Arc<FhirApi>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let index = api.index.read().await;
+    if !index.contains_key(&("Patient".to_owned(), id.clone())) {
+        return outcome(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("Patient/{id} is not in this record"),
+        );
+    }
+    let resources: Vec<Value> = index.values().map(|(_, r)| r.clone()).collect();
+    drop(index);
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    match crate::export::patient_summary(&resources, &api.who, &format!("http://{host}/fhir")) {
+        Ok(document) => fhir_response(StatusCode::OK, &document),
+        Err(why) => outcome(StatusCode::UNPROCESSABLE_ENTITY, "processing", why),
     }
 }

@@ -184,6 +184,15 @@ async fn the_fhir_api_reads_searches_and_creates() {
     let (_, page) = get(&client, &format!("{base}/{next}")).await;
     assert_eq!(ids(&page), ["o3"]);
 
+    // $everything and $summary.
+    let (status, everything) = get(&client, &format!("{base}/Patient/p1/$everything")).await;
+    assert_eq!((status, everything["total"].as_u64()), (200, Some(5)));
+    let (status, ips) = get(&client, &format!("{base}/Patient/p1/$summary")).await;
+    assert_eq!((status, ips["type"].as_str()), (200, Some("document")));
+    assert_eq!(ips["entry"][0]["resource"]["resourceType"], "Composition");
+    let (status, _) = get(&client, &format!("{base}/Patient/nobody/$summary")).await;
+    assert_eq!(status, 404);
+
     // Create: a valid Condition is written and readable; an invalid one is refused with its path.
     let condition = json!({"resourceType": "Condition", "subject": {"reference": "Patient/p1"}, "code": {"text": "asthma"}});
     let response = client
