@@ -371,6 +371,16 @@ impl Agent {
                 "recovery resolves your DIDs: give a node or gateway to ask (--gateway URL)".into(),
             ));
         }
+        if gap == 0 {
+            return Err(AgentError::Refused(
+                "the gap must be at least 1 (how many unused identity numbers end the search)"
+                    .into(),
+            ));
+        }
+        // Before any network lookup: recovery never writes over an existing vault.
+        if config.vault_path().exists() {
+            return Err(VaultError::AlreadyExists(config.vault_path()).into());
+        }
         let seed = phrase.seed()?;
         let resolver = resolver_for(&config, &VaultContents::default());
         let mut identities = Vec::new();

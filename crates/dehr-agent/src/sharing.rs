@@ -1374,19 +1374,17 @@ impl Agent {
     }
 }
 
-/// The grantee's secp256k1 key-agreement key: `(key id, public JWK)`.
+/// The grantee's `#enc` key (secp256k1, key agreement): `(key id, public JWK)`. Only that key:
+/// it is the one the grantee's agent opens deliveries with.
 fn grantee_encryption_key(document: &dehr_did::DidDocument) -> Option<(String, Jwk)> {
-    let preferred = format!("{}#{ENCRYPTION_KEY_ID}", document.id);
-    let methods = &document.verification_method;
-    methods
+    let id = format!("{}#{ENCRYPTION_KEY_ID}", document.id);
+    document
+        .verification_method
         .iter()
-        .find(|m| m.id == preferred)
-        .or_else(|| {
-            methods.iter().find(|m| {
-                m.public_key_jwk.as_ref().and_then(|j| j.crv.as_deref()) == Some("secp256k1")
-            })
-        })
-        .and_then(|m| Some((m.id.clone(), m.public_key_jwk.clone()?)))
+        .find(|m| m.id == id)
+        .and_then(|m| m.public_key_jwk.clone())
+        .filter(|jwk| jwk.crv.as_deref() == Some("secp256k1"))
+        .map(|jwk| (id, jwk))
 }
 
 /// Every `$encryption.rootKeyId` in a definition's structure.
