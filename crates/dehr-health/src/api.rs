@@ -404,7 +404,8 @@ async fn search(
         format!("{kind}?{}", parts.join("&"))
     };
     let mut links = vec![json!({ "relation": "self", "url": query(offset) })];
-    if offset + count < total {
+    // `_count=0` asks for the total only: no next page to follow.
+    if count > 0 && offset + count < total {
         links.push(json!({ "relation": "next", "url": query(offset + count) }));
     }
     if offset > 0 {

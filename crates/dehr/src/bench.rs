@@ -57,7 +57,11 @@ pub struct BenchArgs {
     /// end to end into a node started here, and validation alone.
     #[arg(long, value_name = "DIR", requires = "fhir_definitions")]
     pub import: Option<PathBuf>,
-    /// The official FHIR R4 definitions (for `--import`).
+    /// Measure FHIR search instead: latency on a record of this many Observations, served by
+    /// the agent's FHIR API (needs --fhir-definitions).
+    #[arg(long, value_name = "N", requires = "fhir_definitions")]
+    pub fhir_search: Option<usize>,
+    /// The official FHIR R4 definitions (for `--import` and `--fhir-search`).
     #[arg(long, value_name = "DIR", env = "DEHR_FHIR_DEFINITIONS")]
     pub fhir_definitions: Option<PathBuf>,
 }
@@ -481,6 +485,13 @@ async fn query_workloads(n: usize, args: &BenchArgs) -> Result<Vec<Latency>> {
 }
 
 pub async fn run(args: BenchArgs) -> Result<()> {
+    if let (Some(n), Some(definitions)) = (args.fhir_search, &args.fhir_definitions) {
+        let figures = crate::bench_import::run_search(definitions, n, args.queries).await?;
+        if let Some(path) = &args.json {
+            std::fs::write(path, serde_json::to_vec_pretty(&figures)?)?;
+        }
+        return Ok(());
+    }
     if let (Some(dir), Some(definitions)) = (&args.import, &args.fhir_definitions) {
         let figures = crate::bench_import::run(dir, definitions).await?;
         if let Some(path) = &args.json {
