@@ -32,6 +32,9 @@ use crate::encryption::{
 use crate::identity::IdentityRecord;
 use crate::keys::{ENCRYPTION_KEY_ID, ReceivedKey};
 
+/// Records per RecordsQuery page when listing a record.
+const QUERY_PAGE: u64 = 500;
+
 /// The protocol that carries decryption keys from a grantor to a grantee: one `delivery`
 /// record per share or rotation, addressed to the grantee, its data sealed to the grantee's
 /// `#enc` key. The node stores it and learns nothing from it.
@@ -572,31 +575,51 @@ impl Agent {
             protocol_path: protocol_path.map(str::to_owned),
             ..RecordsFilter::default()
         };
-        let message = match grant_id {
-            Some(grant) => builders::records_query_with_grant(filter, None, None, &signer, grant),
-            None => builders::records_query(filter, None, None, Some(&signer)),
-        }
-        .map_err(message_error)?;
-        let reply = self.client().send(target, &message, None).await?;
-        if !reply.is_success() {
-            return Err(refused("RecordsQuery", &reply));
-        }
-        let entries = reply
-            .body
-            .get("entries")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        entries
-            .into_iter()
-            .map(|mut entry| {
+        // Pages of QUERY_PAGE: a whole record in one reply would carry every record's inline
+        // data and grow without bound.
+        let mut messages = Vec::new();
+        let mut cursor = None;
+        loop {
+            let pagination = Some(dehr_dwn::records_query::PaginationJson {
+                limit: Some(QUERY_PAGE),
+                cursor: cursor.take(),
+            });
+            let message = match grant_id {
+                Some(grant) => builders::records_query_with_grant(
+                    filter.clone(),
+                    None,
+                    pagination,
+                    &signer,
+                    grant,
+                ),
+                None => builders::records_query(filter.clone(), None, pagination, Some(&signer)),
+            }
+            .map_err(message_error)?;
+            let reply = self.client().send(target, &message, None).await?;
+            if !reply.is_success() {
+                return Err(refused("RecordsQuery", &reply));
+            }
+            let entries = reply
+                .body
+                .get("entries")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for mut entry in entries {
                 if let Some(map) = entry.as_object_mut() {
                     map.remove("encodedData");
                     map.remove("initialWrite");
                 }
-                serde_json::from_value(entry).map_err(message_error)
-            })
-            .collect()
+                messages.push(serde_json::from_value(entry).map_err(message_error)?);
+            }
+            match reply.body.get("cursor") {
+                Some(next) => {
+                    cursor = Some(serde_json::from_value(next.clone()).map_err(message_error)?);
+                }
+                None => break,
+            }
+        }
+        Ok(messages)
     }
 
     /// Reads a record of `target`, verifies it and decrypts it with `who`'s keys (its own
