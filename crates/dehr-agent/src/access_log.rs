@@ -65,7 +65,7 @@ fn check(
         if seq != expected {
             problems.push(format!("entry {expected} is missing (next is {seq})"));
         }
-        let computed = dehr_store_hash(&previous, seq, &bytes);
+        let computed = dehr_core::chain::access_log_hash(&previous, seq, &bytes);
         if hex(&computed) != hash {
             problems.push(format!(
                 "entry {seq} was altered: its hash does not follow the chain"
@@ -93,17 +93,6 @@ fn check(
         ));
     }
     (out, problems, head)
-}
-
-/// The chain hash (the same function the store uses; repeated here so that the agent does not
-/// depend on the node's storage crate).
-fn dehr_store_hash(previous: &[u8; 32], seq: u64, entry: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    let mut hasher = sha2::Sha256::new();
-    hasher.update(previous);
-    hasher.update(seq.to_be_bytes());
-    hasher.update(entry);
-    hasher.finalize().into()
 }
 
 impl Agent {
@@ -203,7 +192,7 @@ mod tests {
     use super::*;
 
     fn item(seq: u64, entry: &[u8], previous: &[u8; 32]) -> (Value, [u8; 32]) {
-        let hash = dehr_store_hash(previous, seq, entry);
+        let hash = dehr_core::chain::access_log_hash(previous, seq, entry);
         (
             serde_json::json!({
                 "seq": seq,

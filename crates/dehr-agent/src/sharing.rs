@@ -622,6 +622,40 @@ impl Agent {
         Ok(messages)
     }
 
+    /// Sends a RecordsRead of one record by id to `target`, signed by `signer` (under `grant_id`
+    /// when given), and returns the reply whatever its status.
+    async fn read_by_id(
+        &self,
+        signer: &dehr_core::jws::PrivateKeySigner,
+        target: &str,
+        record_id: &str,
+        grant_id: Option<&str>,
+    ) -> Result<crate::client::Reply, AgentError> {
+        let filter = RecordsFilter {
+            record_id: Some(record_id.to_owned()),
+            ..RecordsFilter::default()
+        };
+        let message = match grant_id {
+            Some(grant) => builders::records_read_with_grant(filter, signer, grant),
+            None => builders::records_read(filter, Some(signer)),
+        }
+        .map_err(message_error)?;
+        Ok(self.client().send(target, &message, None).await?)
+    }
+
+    /// Parses a RecordsWrite received from a node and verifies every signature it carries;
+    /// `Err` is the reason, for the caller's `Tampered`.
+    async fn authenticated_write(&self, write: Value) -> Result<RecordsWrite, String> {
+        let parsed = RecordsWrite::parse(write).map_err(|e| e.to_string())?;
+        dehr_dwn::auth::authenticate(
+            Some(&parsed.message.authorization),
+            self.resolver().as_ref(),
+        )
+        .await
+        .map_err(|e| format!("signature does not verify: {e}"))?;
+        Ok(parsed)
+    }
+
     /// Reads a record of `target`, verifies it and decrypts it with `who`'s keys (its own
     /// epoch roots for its own records, delivered keys for others').
     pub async fn read_record(
@@ -632,16 +666,9 @@ impl Agent {
         grant_id: Option<&str>,
     ) -> Result<OpenedRecord, AgentError> {
         let (_, signer) = self.signer_of(who)?;
-        let filter = RecordsFilter {
-            record_id: Some(record_id.to_owned()),
-            ..RecordsFilter::default()
-        };
-        let message = match grant_id {
-            Some(grant) => builders::records_read_with_grant(filter, &signer, grant),
-            None => builders::records_read(filter, Some(&signer)),
-        }
-        .map_err(message_error)?;
-        let reply = self.client().send(target, &message, None).await?;
+        let reply = self
+            .read_by_id(&signer, target, record_id, grant_id)
+            .await?;
         if !reply.is_success() {
             return Err(refused("RecordsRead", &reply));
         }
@@ -689,13 +716,7 @@ impl Agent {
             record_id: record_id.clone(),
             reason,
         };
-        let parsed = RecordsWrite::parse(write).map_err(|e| tampered(e.to_string()))?;
-        dehr_dwn::auth::authenticate(
-            Some(&parsed.message.authorization),
-            self.resolver().as_ref(),
-        )
-        .await
-        .map_err(|e| tampered(format!("signature does not verify: {e}")))?;
+        let parsed = self.authenticated_write(write).await.map_err(tampered)?;
         if !parsed.is_initial_write() {
             let initial = initial_write.ok_or_else(|| {
                 tampered(format!(
@@ -703,14 +724,10 @@ impl Agent {
                     parsed.author
                 ))
             })?;
-            let initial = RecordsWrite::parse(initial)
+            let initial = self
+                .authenticated_write(initial)
+                .await
                 .map_err(|e| tampered(format!("initial write: {e}")))?;
-            dehr_dwn::auth::authenticate(
-                Some(&initial.message.authorization),
-                self.resolver().as_ref(),
-            )
-            .await
-            .map_err(|e| tampered(format!("initial write signature does not verify: {e}")))?;
             if !initial.is_initial_write()
                 || initial.message.record_id != parsed.message.record_id
                 || initial.author != parsed.author
@@ -776,32 +793,23 @@ impl Agent {
                 ))
             })?;
         let (_, signer) = self.signer_of(who)?;
-        let read = builders::records_read(
-            RecordsFilter {
-                record_id: Some(grant_id.clone()),
-                ..RecordsFilter::default()
-            },
-            Some(&signer),
-        )
-        .map_err(message_error)?;
-        let reply = self.client().send(target, &read, None).await?;
+        let reply = self.read_by_id(&signer, target, &grant_id, None).await?;
         if !reply.is_success() {
             return Err(tampered(format!(
                 "written by {} under grant {grant_id}, which cannot be read to check it ({} {})",
                 record.author, reply.status, reply.detail
             )));
         }
-        let grant = RecordsWrite::parse(
-            reply
-                .body
-                .pointer("/entry/recordsWrite")
-                .cloned()
-                .unwrap_or(Value::Null),
-        )
-        .map_err(|e| tampered(format!("grant {grant_id}: {e}")))?;
-        dehr_dwn::auth::authenticate(Some(&grant.message.authorization), self.resolver().as_ref())
+        let grant = self
+            .authenticated_write(
+                reply
+                    .body
+                    .pointer("/entry/recordsWrite")
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            )
             .await
-            .map_err(|e| tampered(format!("grant {grant_id} signature: {e}")))?;
+            .map_err(|e| tampered(format!("grant {grant_id}: {e}")))?;
         let data = reply.data.clone().unwrap_or_default();
         let scope_ok = grant.message.record_id == grant_id
             && grant.author == target
@@ -1159,15 +1167,7 @@ impl Agent {
             record_id: record_id.to_owned(),
             reason,
         };
-        let read = builders::records_read(
-            RecordsFilter {
-                record_id: Some(record_id.to_owned()),
-                ..RecordsFilter::default()
-            },
-            Some(signer),
-        )
-        .map_err(message_error)?;
-        let reply = self.client().send(grantor, &read, None).await?;
+        let reply = self.read_by_id(signer, grantor, record_id, None).await?;
         if !reply.is_success() {
             return Err(refused("RecordsRead (key delivery)", &reply));
         }
@@ -1177,13 +1177,7 @@ impl Agent {
             .cloned()
             .unwrap_or(Value::Null);
         let data = reply.data.clone().unwrap_or_default();
-        let parsed = RecordsWrite::parse(write).map_err(|e| tampered(e.to_string()))?;
-        dehr_dwn::auth::authenticate(
-            Some(&parsed.message.authorization),
-            self.resolver().as_ref(),
-        )
-        .await
-        .map_err(|e| tampered(format!("signature does not verify: {e}")))?;
+        let parsed = self.authenticated_write(write).await.map_err(tampered)?;
         let d = &parsed.message.descriptor;
         if parsed.message.record_id != record_id
             || parsed.author != grantor
@@ -1361,15 +1355,9 @@ impl Agent {
         record_id: &str,
     ) -> Result<RecordsWriteMessage, AgentError> {
         let (identity, signer) = self.signer_of(who)?;
-        let read = builders::records_read(
-            RecordsFilter {
-                record_id: Some(record_id.to_owned()),
-                ..RecordsFilter::default()
-            },
-            Some(&signer),
-        )
-        .map_err(message_error)?;
-        let reply = self.client().send(&identity.did, &read, None).await?;
+        let reply = self
+            .read_by_id(&signer, &identity.did, record_id, None)
+            .await?;
         if !reply.is_success() {
             return Err(refused("RecordsRead", &reply));
         }

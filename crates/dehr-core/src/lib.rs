@@ -13,6 +13,7 @@
 //! * [`jwk`], [`crypto`], [`jws`]: keys, EdDSA/ES256K/ES256 signatures, General JWS.
 //! * [`did`]: syntactic DID and DID URL checks.
 
+pub mod chain;
 pub mod cid;
 pub mod crypto;
 pub mod did;

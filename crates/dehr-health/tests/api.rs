@@ -3,52 +3,18 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
+mod common;
 
-use dehr_agent::{Agent, AgentConfig, KdfCost, Passphrase, Role};
 use dehr_health::api::FhirApi;
 use dehr_health::import::Importer;
 use serde_json::{Value, json};
-
-fn fixtures() -> PathBuf {
-    let dir = std::env::var_os("DEHR_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
-        });
-    assert!(
-        dir.join("fhir-r4").is_dir(),
-        "fixtures not found at {}: set DEHR_FIXTURES",
-        dir.display()
-    );
-    dir
-}
 
 const TOKEN: &str = "a-test-token-of-enough-length";
 
 async fn serve() -> (String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = dehr_node::NodeConfig::new(dir.path().join("node"));
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.did_dht_gateways = vec!["http://127.0.0.1:9".into()];
-    let node = dehr_node::bind(config).await.unwrap();
-    let url = node.url();
-    tokio::spawn(node.run(std::future::pending::<()>()));
-    let mut agent_config = AgentConfig::new(dir.path().join("agent"));
-    agent_config.gateways = vec![url.clone()];
-    agent_config.kdf = KdfCost {
-        memory_kib: 19_456,
-        iterations: 2,
-        parallelism: 1,
-    };
-    let (mut agent, _) = Agent::create(agent_config, &Passphrase::new("api test")).unwrap();
-    agent
-        .create_identity("alice", Role::Patient, std::slice::from_ref(&url))
-        .await
-        .unwrap();
-    let definitions =
-        dehr_fhir::Definitions::load(&fixtures().join("fhir-r4/definitions")).unwrap();
-    let validator = dehr_fhir::Validator::new(&definitions).unwrap();
+    let (mut agent, _) = common::alice(dir.path()).await;
+    let validator = common::validator();
     let resources = [
         json!({"resourceType": "Patient", "id": "p1", "birthDate": "1971-03-04"}),
         json!({"resourceType": "Observation", "id": "o1", "status": "final",

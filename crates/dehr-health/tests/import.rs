@@ -6,43 +6,14 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
-use dehr_agent::{Agent, AgentConfig, KdfCost, Passphrase, Role};
 use dehr_health::import::Importer;
 use dehr_health::protocol::{Category, HEALTH_RECORD_PROTOCOL};
 use serde_json::Value;
-
-fn fixtures() -> PathBuf {
-    let dir = std::env::var_os("DEHR_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
-        });
-    assert!(
-        dir.join("synthea").is_dir(),
-        "fixtures not found at {}: set DEHR_FIXTURES to the shared fixtures folder",
-        dir.display()
-    );
-    dir
-}
-
-fn validator() -> dehr_fhir::Validator {
-    let definitions =
-        dehr_fhir::Definitions::load(&fixtures().join("fhir-r4/definitions")).unwrap();
-    dehr_fhir::Validator::new(&definitions).unwrap()
-}
-
-async fn start_node(dir: &std::path::Path) -> String {
-    let mut config = dehr_node::NodeConfig::new(dir.join("node"));
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.did_dht_gateways = vec!["http://127.0.0.1:9".into()];
-    let node = dehr_node::bind(config).await.unwrap();
-    let url = node.url();
-    tokio::spawn(node.run(std::future::pending::<()>()));
-    url
-}
 
 fn count_entries(file: &std::path::Path) -> usize {
     let bundle: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
@@ -52,29 +23,16 @@ fn count_entries(file: &std::path::Path) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn synthea_imports_completely_and_twice_creates_nothing_new() {
     let dir = tempfile::tempdir().unwrap();
-    let url = start_node(dir.path()).await;
-    let mut config = AgentConfig::new(dir.path().join("agent"));
-    config.gateways = vec![url.clone()];
-    config.kdf = KdfCost {
-        memory_kib: 19_456,
-        iterations: 2,
-        parallelism: 1,
-    };
-    let (mut agent, _) = Agent::create(config, &Passphrase::new("import test")).unwrap();
-    let did = agent
-        .create_identity("alice", Role::Patient, std::slice::from_ref(&url))
-        .await
-        .unwrap()
-        .did;
+    let (mut agent, did) = common::alice(dir.path()).await;
 
-    let synthea = fixtures().join("synthea");
+    let synthea = common::fixtures().join("synthea");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&synthea)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     // The directory bundles (names starting with 0-) first, as Synthea's README says.
     files.sort();
-    let validator = validator();
+    let validator = common::validator();
     let mut importer = Importer::new(&mut agent, "alice", validator.clone());
     let started = Instant::now();
     let mut total = 0;
@@ -160,20 +118,8 @@ async fn synthea_imports_completely_and_twice_creates_nothing_new() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_resources_are_refused_with_reasons_and_a_transaction_is_all_or_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let url = start_node(dir.path()).await;
-    let mut config = AgentConfig::new(dir.path().join("agent"));
-    config.gateways = vec![url.clone()];
-    config.kdf = KdfCost {
-        memory_kib: 19_456,
-        iterations: 2,
-        parallelism: 1,
-    };
-    let (mut agent, _) = Agent::create(config, &Passphrase::new("import test")).unwrap();
-    agent
-        .create_identity("alice", Role::Patient, std::slice::from_ref(&url))
-        .await
-        .unwrap();
-    let mut importer = Importer::new(&mut agent, "alice", validator());
+    let (mut agent, _) = common::alice(dir.path()).await;
+    let mut importer = Importer::new(&mut agent, "alice", common::validator());
     let entries = serde_json::json!([
         {"fullUrl": "urn:uuid:9f3c1b2a-0000-4000-8000-000000000001",
          "resource": {"resourceType": "Patient", "id": "p1", "birthDate": "1970-01-01"}},
@@ -203,19 +149,7 @@ async fn invalid_resources_are_refused_with_reasons_and_a_transaction_is_all_or_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_then_export_loses_nothing_and_the_summary_is_valid_fhir() {
     let dir = tempfile::tempdir().unwrap();
-    let url = start_node(dir.path()).await;
-    let mut config = AgentConfig::new(dir.path().join("agent"));
-    config.gateways = vec![url.clone()];
-    config.kdf = KdfCost {
-        memory_kib: 19_456,
-        iterations: 2,
-        parallelism: 1,
-    };
-    let (mut agent, _) = Agent::create(config, &Passphrase::new("export test")).unwrap();
-    agent
-        .create_identity("alice", Role::Patient, std::slice::from_ref(&url))
-        .await
-        .unwrap();
+    let (mut agent, _) = common::alice(dir.path()).await;
     let resources = vec![
         serde_json::json!({"resourceType": "Patient", "id": "p1", "name": [{"family": "Nguyen", "given": ["Lan"]}], "birthDate": "1971-03-04", "gender": "female"}),
         serde_json::json!({"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1"},
@@ -227,7 +161,7 @@ async fn import_then_export_loses_nothing_and_the_summary_is_valid_fhir() {
             "subject": {"reference": "Patient/p1"}, "valueQuantity": {"value": 7.25, "unit": "%"}}),
     ];
     let ndjson: String = resources.iter().map(|r| format!("{r}\n")).collect();
-    let validator = validator();
+    let validator = common::validator();
     let mut importer = Importer::new(&mut agent, "alice", validator.clone());
     let summary = importer
         .import("mine.ndjson", ndjson.as_bytes(), &mut |_, _| {})

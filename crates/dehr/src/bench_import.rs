@@ -21,6 +21,25 @@ fn bundle_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// A `dehr node` on 127.0.0.1 in this process (SQLite under `dir`) and an agent with one
+/// identity, `bench`, on it.
+async fn node_and_agent(dir: &Path) -> Result<Agent> {
+    let mut config = dehr_node::NodeConfig::new(dir.join("node"));
+    config.listen = "127.0.0.1:0".parse()?;
+    // DIDs resolve from the node's own relay; nothing may reach public gateways.
+    config.did_dht_gateways = vec!["http://127.0.0.1:9".into()];
+    let node = dehr_node::bind(config).await?;
+    let url = node.url();
+    tokio::spawn(node.run(std::future::pending::<()>()));
+    let mut agent_config = AgentConfig::new(dir.join("agent"));
+    agent_config.gateways = vec![url.clone()];
+    let (mut agent, _) = Agent::create(agent_config, &Passphrase::new("bench passphrase"))?;
+    agent
+        .create_identity("bench", Role::Patient, std::slice::from_ref(&url))
+        .await?;
+    Ok(agent)
+}
+
 pub async fn run(dir: &Path, definitions: &Path) -> Result<Value> {
     let started = Instant::now();
     let loaded = dehr_fhir::Definitions::load(definitions)
@@ -56,18 +75,7 @@ pub async fn run(dir: &Path, definitions: &Path) -> Result<Value> {
 
     // End to end.
     let temp = tempfile::tempdir()?;
-    let mut config = dehr_node::NodeConfig::new(temp.path().join("node"));
-    config.listen = "127.0.0.1:0".parse()?;
-    config.did_dht_gateways = vec!["http://127.0.0.1:9".into()];
-    let node = dehr_node::bind(config).await?;
-    let url = node.url();
-    tokio::spawn(node.run(std::future::pending::<()>()));
-    let mut agent_config = AgentConfig::new(temp.path().join("agent"));
-    agent_config.gateways = vec![url.clone()];
-    let (mut agent, _) = Agent::create(agent_config, &Passphrase::new("bench passphrase"))?;
-    agent
-        .create_identity("bench", Role::Patient, std::slice::from_ref(&url))
-        .await?;
+    let mut agent = node_and_agent(temp.path()).await?;
     let mut importer = Importer::new(&mut agent, "bench", validator);
     let started = Instant::now();
     let mut written = 0usize;
@@ -106,18 +114,7 @@ pub async fn run_search(definitions: &Path, n: usize, queries: usize) -> Result<
         .with_context(|| format!("loading FHIR definitions from {}", definitions.display()))?;
     let validator = dehr_fhir::Validator::new(&loaded)?;
     let temp = tempfile::tempdir()?;
-    let mut config = dehr_node::NodeConfig::new(temp.path().join("node"));
-    config.listen = "127.0.0.1:0".parse()?;
-    config.did_dht_gateways = vec!["http://127.0.0.1:9".into()];
-    let node = dehr_node::bind(config).await?;
-    let url = node.url();
-    tokio::spawn(node.run(std::future::pending::<()>()));
-    let mut agent_config = AgentConfig::new(temp.path().join("agent"));
-    agent_config.gateways = vec![url.clone()];
-    let (mut agent, _) = Agent::create(agent_config, &Passphrase::new("bench passphrase"))?;
-    agent
-        .create_identity("bench", Role::Patient, std::slice::from_ref(&url))
-        .await?;
+    let mut agent = node_and_agent(temp.path()).await?;
 
     // N Observations over 50 LOINC codes and ten years of dates, one Patient.
     let codes: Vec<String> = (0..50)
