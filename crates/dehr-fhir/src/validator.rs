@@ -86,6 +86,16 @@ impl Validator {
         self.model.resources.contains_key(resource_type)
     }
 
+    /// True when `resource_type` has a top-level element of this JSON name (`effectiveDateTime`,
+    /// `subject`): what a search parameter may look at.
+    pub fn has_element(&self, resource_type: &str, json_name: &str) -> bool {
+        self.model
+            .resources
+            .get(resource_type)
+            .and_then(|&s| self.model.structures.get(s as usize))
+            .is_some_and(|st| st.props.contains_key(json_name))
+    }
+
     /// Every issue found in `resource` (errors and warnings), in document order.
     pub fn check(&self, resource: &Value) -> Vec<Issue> {
         let mut walk = Walk {

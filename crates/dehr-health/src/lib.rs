@@ -5,4 +5,5 @@
 pub mod api;
 pub mod export;
 pub mod import;
+pub mod index;
 pub mod protocol;
