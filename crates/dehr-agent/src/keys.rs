@@ -128,8 +128,12 @@ pub struct ReceivedKey {
     pub holder: String,
     /// Whose records the key opens (the grantor, owner of the DWN).
     pub owner: String,
-    /// The grant the key came with.
+    /// The grant the key came with: the Read grant of its path.
     pub grant_id: String,
+    /// The Query grant of the same path, to list the records the key opens (absent from
+    /// deliveries made before it was carried).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_grant_id: Option<String>,
     pub protocol: String,
     pub protocol_path: String,
     pub key: DerivedPrivateJwk,

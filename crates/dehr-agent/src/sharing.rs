@@ -182,6 +182,9 @@ struct DeliveredKey {
     protocol_path: String,
     /// The Read grant of this path.
     grant_id: String,
+    /// The Query grant of this path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    query_grant_id: Option<String>,
     key: DerivedPrivateJwk,
 }
 
@@ -905,7 +908,6 @@ impl Agent {
         Ok(())
     }
 
-    /// Keys of `paths` of `protocol` at `epochs`, as delivered.
     /// The keys of a share's paths at `epochs`, each with the Read grant of its path (a share's
     /// grant ids are a Read and a Query grant per path, in path order).
     fn path_keys(
@@ -922,6 +924,7 @@ impl Agent {
                 keys.push(DeliveredKey {
                     protocol_path: path.clone(),
                     grant_id: share.grant_ids.get(index * 2).cloned().unwrap_or_default(),
+                    query_grant_id: share.grant_ids.get(index * 2 + 1).cloned(),
                     key: derive_private_key(&root, &protocol_path_key_path(protocol, path))?,
                 });
             }
@@ -1235,6 +1238,7 @@ impl Agent {
                 holder: identity.did.clone(),
                 owner: grantor.to_owned(),
                 grant_id: delivered.grant_id,
+                query_grant_id: delivered.query_grant_id,
                 protocol: delivery.protocol.clone(),
                 protocol_path: delivered.protocol_path,
                 key: delivered.key,

@@ -5,19 +5,21 @@
 //! Every record is read from the DWN, verified and decrypted by the agent; the resources come
 //! out exactly as they were written (import then export loses nothing).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use dehr_agent::Agent;
 use dehr_agent::agent::AgentError;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
+use crate::index::{NewVersion, ResourceIndex};
 use crate::protocol::{Category, HEALTH_RECORD_PROTOCOL};
 
 /// Reads in flight at once.
 const READ_CONCURRENCY: usize = 16;
 
-/// Every resource of `who`'s record (optionally only some categories), ordered by type then id.
+/// Every resource of `who`'s record (optionally only some categories), ordered by type then id:
+/// the current version of each, deleted ones left out.
 pub async fn read_resources(
     agent: &Agent,
     who: &str,
@@ -37,50 +39,97 @@ pub async fn read_records(
     categories: Option<&[Category]>,
 ) -> Result<Vec<(String, Value)>, AgentError> {
     let did = agent.identity(who)?.did.clone();
-    let mut record_ids = Vec::new();
-    match categories {
+    let paths: Option<Vec<PathAccess>> = categories.map(|categories| {
+        categories
+            .iter()
+            .map(|c| PathAccess {
+                path: c.path().to_owned(),
+                query_grant: None,
+                read_grant: None,
+            })
+            .collect()
+    });
+    let mut index = ResourceIndex::default();
+    for version in read_versions(agent, who, &did, paths.as_deref(), &HashSet::new()).await? {
+        // Records without a resource type and id cannot be versions of anything; a record
+        // holds one person's resources only, so there is no other owner to clash with.
+        let _ = index.insert(version);
+    }
+    Ok(index
+        .live(None)
+        .map(|v| (v.record_id.clone(), (*v.resource).clone()))
+        .collect())
+}
+
+/// One protocol path of someone else's record, with the grants to list and to read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathAccess {
+    pub path: String,
+    pub query_grant: Option<String>,
+    pub read_grant: Option<String>,
+}
+
+/// Every record (every version of every resource) of `owner`'s health record that `who` can
+/// read, verified and decrypted, except the `known` record ids: all of it when `paths` is
+/// `None` (the owner's own agent), else the records at those protocol paths under their grants
+/// (a provider reading what a patient shared).
+pub async fn read_versions(
+    agent: &Agent,
+    who: &str,
+    owner: &str,
+    paths: Option<&[PathAccess]>,
+    known: &HashSet<String>,
+) -> Result<Vec<NewVersion>, AgentError> {
+    let mut listed = Vec::new();
+    match paths {
         None => {
             for message in agent
-                .query_records(who, &did, HEALTH_RECORD_PROTOCOL, None, None)
+                .query_records(who, owner, HEALTH_RECORD_PROTOCOL, None, None)
                 .await?
             {
-                record_ids.push(message.record_id);
+                listed.push((message.record_id, None));
             }
         }
-        Some(categories) => {
-            for category in categories {
+        Some(paths) => {
+            for access in paths {
                 for message in agent
                     .query_records(
                         who,
-                        &did,
+                        owner,
                         HEALTH_RECORD_PROTOCOL,
-                        Some(category.path()),
-                        None,
+                        Some(&access.path),
+                        access.query_grant.as_deref(),
                     )
                     .await?
                 {
-                    record_ids.push(message.record_id);
+                    listed.push((message.record_id, access.read_grant.clone()));
                 }
             }
         }
     }
-    let did = &did;
-    let opened: Vec<Result<(String, Value), AgentError>> = futures_util::stream::iter(record_ids)
-        .map(|record_id| async move {
-            let opened = agent.read_record(who, did, &record_id, None).await?;
+    listed.retain(|(record_id, _)| !known.contains(record_id));
+    let opened: Vec<Result<NewVersion, AgentError>> = futures_util::stream::iter(listed)
+        .map(|(record_id, grant)| async move {
+            let opened = agent
+                .read_record(who, owner, &record_id, grant.as_deref())
+                .await?;
             let resource =
                 serde_json::from_slice(&opened.plaintext).map_err(|e| AgentError::Tampered {
                     record_id: record_id.clone(),
                     reason: format!("the decrypted data is not JSON: {e}"),
                 })?;
-            Ok((record_id, resource))
+            Ok(NewVersion {
+                owner: owner.to_owned(),
+                record_id,
+                author: opened.author,
+                date_created: opened.message.descriptor.date_created,
+                resource,
+            })
         })
         .buffer_unordered(READ_CONCURRENCY)
         .collect()
         .await;
-    let mut records = opened.into_iter().collect::<Result<Vec<_>, _>>()?;
-    records.sort_by_key(|(_, resource)| type_and_id(resource));
-    Ok(records)
+    opened.into_iter().collect()
 }
 
 fn type_and_id(resource: &Value) -> (String, String) {

@@ -186,7 +186,7 @@ fn identifier_query(query: &str) -> Option<(Option<String>, String)> {
     None
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -250,7 +250,7 @@ impl IdentifierIndex {
 }
 
 /// Rewrites every `reference` in `value` with `resolve`; collects the ones it cannot resolve.
-fn rewrite_references(
+pub(crate) fn rewrite_references(
     value: &mut Value,
     resolve: &dyn Fn(&str) -> Result<Option<String>, String>,
     errors: &mut Vec<String>,

@@ -16,7 +16,7 @@
 //! candidate set any of its parameters offers and checks every parameter on the candidates'
 //! extracted values, never on their JSON.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -810,6 +810,20 @@ pub struct Query {
     pub count: usize,
 }
 
+impl Query {
+    /// `_sort` as given (`date,-_lastUpdated`), for links.
+    pub fn sort_text(&self) -> String {
+        self.sort
+            .iter()
+            .map(|k| {
+                let sign = if k.descending { "-" } else { "" };
+                format!("{sign}{}", SEARCH_PARAMS[k.param as usize].name)
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
 /// A page of results.
 #[derive(Debug)]
 pub struct Page<'a> {
@@ -851,6 +865,8 @@ pub struct ResourceIndex {
     by_type: BTreeMap<String, BTreeSet<u32>>,
     postings: BTreeMap<(String, u8, String), BTreeSet<u32>>,
     dates: BTreeMap<(String, u8), DateSets>,
+    /// Every record id indexed, so a refresh reads only new records.
+    records: HashSet<String>,
 }
 
 impl std::fmt::Debug for ResourceIndex {
@@ -895,6 +911,7 @@ impl ResourceIndex {
             return Ok(entry.versions[position].1.number);
         }
         let deleted = is_tombstone(&new.resource);
+        self.records.insert(new.record_id.clone());
         entry.versions.insert(
             position,
             (
@@ -987,6 +1004,32 @@ impl ResourceIndex {
                 }
             }
         }
+    }
+
+    /// Forgets every resource of `owner`'s record (their share ended). Returns how many.
+    pub fn remove_owner(&mut self, owner: &str) -> usize {
+        let keys: Vec<(String, String)> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.versions.first().is_some_and(|(_, v)| v.owner == owner))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &keys {
+            if let Some(entry) = self.entries.remove(key) {
+                if let Some(slot) = entry.slot {
+                    self.unindex(slot);
+                }
+                for (_, version) in entry.versions {
+                    self.records.remove(&version.record_id);
+                }
+            }
+        }
+        keys.len()
+    }
+
+    /// The record ids indexed.
+    pub fn record_ids(&self) -> &HashSet<String> {
+        &self.records
     }
 
     /// Number of resources (current versions, deleted ones included).

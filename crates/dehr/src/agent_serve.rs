@@ -32,6 +32,10 @@ pub struct AgentArgs {
     /// new random token printed at start.
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// Every this many seconds, read records written since (by other agents, or by patients
+    /// who shared with this identity) and fetch new key deliveries; 0 never does.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    refresh: u64,
 }
 
 fn token(args: &AgentArgs) -> Result<String> {
@@ -71,7 +75,10 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         &args.common.passphrase("Vault passphrase")?,
     )?;
     let token = token(&args)?;
-    eprintln!("Reading {}'s record…", args.identity);
+    eprintln!(
+        "Reading {}'s record and the records shared with it…",
+        args.identity
+    );
     let api = FhirApi::load(agent, &args.identity, validator, token.clone()).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -81,6 +88,21 @@ pub async fn run(args: AgentArgs) -> Result<()> {
                 args.listen
             )
         })?;
+    if args.refresh > 0 {
+        let api = api.clone();
+        let every = std::time::Duration::from_secs(args.refresh);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                api.refresh_grants().await;
+                match api.refresh().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(records = n, "read new records"),
+                    Err(e) => tracing::warn!(error = %e, "could not read new records"),
+                }
+            }
+        });
+    }
     let addr = listener.local_addr()?;
     println!("http://{addr}/fhir token={token}");
     std::io::stdout().flush().ok();

@@ -16,6 +16,7 @@ mod import;
 mod logging;
 mod node;
 mod sample_messages;
+mod share;
 mod size;
 
 use std::process::ExitCode;
@@ -58,6 +59,12 @@ enum Command {
     Import(import::ImportArgs),
     /// Export an identity's record: FHIR Bundle, NDJSON per type, or a Patient Summary (IPS).
     Export(export::ExportArgs),
+    /// Share categories of an identity's health record with another DID (grants and keys).
+    Share(share::ShareArgs),
+    /// End a share: revoke the grants and move the record's keys to a new epoch.
+    Revoke(share::RevokeArgs),
+    /// Fetch the keys someone shared with an identity, so `dehr agent` serves their record.
+    Receive(share::ReceiveArgs),
     /// Show who accessed an identity's records: the access log kept by each of its nodes,
     /// checked for tampering.
     Log(identity::LogArgs),
@@ -94,6 +101,9 @@ fn main() -> ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::Identity(command) => identity::run(command).await,
             Command::Log(args) => identity::run_log(args).await,
+            Command::Share(args) => share::run_share(args).await,
+            Command::Revoke(args) => share::run_revoke(args).await,
+            Command::Receive(args) => share::run_receive(args).await,
             Command::Agent(args) => agent_serve::run(args).await,
             Command::Import(args) => import::run(args).await,
             Command::Export(args) => export::run(args).await,

@@ -27,6 +27,24 @@ pub fn validator() -> dehr_fhir::Validator {
     dehr_fhir::Validator::new(&definitions).unwrap()
 }
 
+/// An agent under `dir` with one identity `name` on the node at `node_url`: `(agent, DID)`.
+pub async fn agent_on(dir: &Path, node_url: &str, name: &str, role: Role) -> (Agent, String) {
+    let mut agent_config = AgentConfig::new(dir);
+    agent_config.gateways = vec![node_url.to_owned()];
+    agent_config.kdf = KdfCost {
+        memory_kib: 19_456,
+        iterations: 2,
+        parallelism: 1,
+    };
+    let (mut agent, _) = Agent::create(agent_config, &Passphrase::new("test passphrase")).unwrap();
+    let did = agent
+        .create_identity(name, role, &[node_url.to_owned()])
+        .await
+        .unwrap()
+        .did;
+    (agent, did)
+}
+
 /// A node under `dir` and an agent whose identity `alice` lives on it: `(agent, alice's DID)`.
 pub async fn alice(dir: &Path) -> (Agent, String) {
     let mut config = dehr_node::NodeConfig::new(dir.join("node"));
