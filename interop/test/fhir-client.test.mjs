@@ -81,7 +81,16 @@ describe('the FHIR API with fhir-kit-client', { skip: !isDehr && 'a DeHR API: ru
     assert.equal(statement.resourceType, 'CapabilityStatement');
     assert.equal(statement.fhirVersion, '4.0.1');
     const observation = statement.rest[0].resource.find((r) => r.type === 'Observation');
-    assert.deepEqual(observation.interaction.map((i) => i.code), ['read', 'search-type', 'create']);
+    assert.deepEqual(
+      observation.interaction.map((i) => i.code).sort(),
+      ['create', 'delete', 'history-instance', 'read', 'search-type', 'update', 'vread'],
+    );
+    assert.deepEqual(statement.rest[0].interaction.map((i) => i.code), ['transaction', 'batch']);
+    assert.ok(observation.searchParam.some((p) => p.name === '_lastUpdated'));
+    // Only the parameters a type has elements for.
+    const patient = statement.rest[0].resource.find((r) => r.type === 'Patient');
+    assert.ok(patient.searchParam.some((p) => p.name === 'birthdate'));
+    assert.ok(!patient.searchParam.some((p) => p.name === 'code'));
   });
 
   test('read', async () => {
@@ -100,11 +109,125 @@ describe('the FHIR API with fhir-kit-client', { skip: !isDehr && 'a DeHR API: ru
     });
     assert.equal(bundle.type, 'searchset');
     assert.deepEqual(bundle.entry.map((e) => e.resource.id), ['o2']);
-    const first = await client.search({ resourceType: 'Observation', searchParams: { patient: 'p1', _count: 2 } });
+    const first = await client.search({
+      resourceType: 'Observation',
+      searchParams: { patient: 'p1', _count: 2, _sort: '-date' },
+    });
     assert.equal(first.total, 3);
-    assert.equal(first.entry.length, 2);
+    assert.deepEqual(first.entry.map((e) => e.resource.id), ['o3', 'o2']);
     const second = await client.nextPage({ bundle: first });
-    assert.deepEqual(second.entry.map((e) => e.resource.id), ['o3']);
+    assert.deepEqual(second.entry.map((e) => e.resource.id), ['o1']);
+    // The same search as a POST with a form body.
+    const posted = await client.search({
+      resourceType: 'Observation',
+      searchParams: { code: '4548-4', _sort: 'date' },
+      options: { postSearch: true },
+    });
+    assert.deepEqual(posted.entry.map((e) => e.resource.id), ['o1', 'o2']);
+  });
+
+  test('update, vread and history', async () => {
+    const current = await client.read({ resourceType: 'Observation', id: 'o3' });
+    assert.equal(current.meta.versionId, '1');
+    const updated = await client.update({
+      resourceType: 'Observation',
+      id: 'o3',
+      body: { ...current, status: 'amended' },
+      options: { headers: { 'If-Match': 'W/"1"' } },
+    });
+    assert.equal(updated.meta.versionId, '2');
+    await assert.rejects(
+      client.update({
+        resourceType: 'Observation',
+        id: 'o3',
+        body: { ...current, status: 'corrected' },
+        options: { headers: { 'If-Match': 'W/"1"' } },
+      }),
+      (error) => {
+        assert.equal(error.response.status, 412);
+        return true;
+      },
+    );
+    const first = await client.vread({ resourceType: 'Observation', id: 'o3', version: '1' });
+    assert.equal(first.status, 'final');
+    const history = await client.history({ resourceType: 'Observation', id: 'o3' });
+    assert.equal(history.type, 'history');
+    assert.deepEqual(history.entry.map((e) => e.resource.status), ['amended', 'final']);
+  });
+
+  test('delete: gone, with its history kept', async () => {
+    const created = await client.create({
+      resourceType: 'Observation',
+      body: { resourceType: 'Observation', status: 'final', code: { text: 'temporary' }, subject: { reference: 'Patient/p1' } },
+    });
+    await client.delete({ resourceType: 'Observation', id: created.id });
+    await assert.rejects(client.read({ resourceType: 'Observation', id: created.id }), (error) => {
+      assert.equal(error.response.status, 410);
+      return true;
+    });
+    const history = await client.history({ resourceType: 'Observation', id: created.id });
+    assert.deepEqual(history.entry.map((e) => e.request.method), ['DELETE', 'POST']);
+  });
+
+  test('transaction and batch', async () => {
+    const response = await client.transaction({
+      body: {
+        resourceType: 'Bundle',
+        type: 'transaction',
+        entry: [
+          {
+            fullUrl: 'urn:uuid:5a0e0c3e-9a4e-4a8a-8d3c-6d4f1f1c2b10',
+            resource: { resourceType: 'Encounter', status: 'finished', class: { code: 'AMB' }, subject: { reference: 'Patient/p1' } },
+            request: { method: 'POST', url: 'Encounter' },
+          },
+          {
+            resource: {
+              resourceType: 'Observation', status: 'final', code: { text: 'blood pressure' },
+              subject: { reference: 'Patient/p1' },
+              encounter: { reference: 'urn:uuid:5a0e0c3e-9a4e-4a8a-8d3c-6d4f1f1c2b10' },
+            },
+            request: { method: 'POST', url: 'Observation' },
+          },
+        ],
+      },
+    });
+    assert.equal(response.type, 'transaction-response');
+    assert.deepEqual(response.entry.map((e) => e.response.status), ['201', '201']);
+    const encounterId = response.entry[0].resource.id;
+    assert.equal(response.entry[1].resource.encounter.reference, `Encounter/${encounterId}`);
+    // One invalid entry: the whole transaction is refused, and nothing of it is written.
+    const count = async () =>
+      (await client.search({ resourceType: 'Observation', searchParams: { _count: 0 } })).total;
+    const before = await count();
+    await assert.rejects(
+      client.transaction({
+        body: {
+          resourceType: 'Bundle',
+          type: 'transaction',
+          entry: [
+            { resource: { resourceType: 'Observation', status: 'final', code: { text: 'fine' } }, request: { method: 'POST', url: 'Observation' } },
+            { resource: { resourceType: 'Observation', status: 'bogus', code: { text: 'bad' } }, request: { method: 'POST', url: 'Observation' } },
+          ],
+        },
+      }),
+      (error) => {
+        assert.equal(error.response.status, 422);
+        return true;
+      },
+    );
+    assert.equal(await count(), before);
+    const batch = await client.batch({
+      body: {
+        resourceType: 'Bundle',
+        type: 'batch',
+        entry: [
+          { request: { method: 'GET', url: 'Patient/p1' } },
+          { request: { method: 'GET', url: 'Patient/missing' } },
+        ],
+      },
+    });
+    assert.equal(batch.type, 'batch-response');
+    assert.deepEqual(batch.entry.map((e) => e.response.status), ['200', '404']);
   });
 
   test('create: valid is stored, invalid gets an OperationOutcome', async () => {

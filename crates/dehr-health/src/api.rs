@@ -308,6 +308,8 @@ impl FhirApi {
     pub fn router(self: &Arc<Self>) -> Router {
         let protected = Router::new()
             .route("/fhir", post(transaction))
+            // Clients post Bundles to the base URL with a trailing slash, too.
+            .route("/fhir/", post(transaction))
             .route("/fhir/{kind}", get(search).post(create))
             .route("/fhir/{kind}/_search", post(search_post))
             .route("/fhir/{kind}/{id}", get(read).put(update).delete(delete))
