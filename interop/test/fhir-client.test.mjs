@@ -19,8 +19,8 @@ import { dehrBin, isDehr, startTarget } from '../lib/target.mjs';
 const run = promisify(execFile);
 
 /** Starts `dehr agent` and resolves with its base URL and token once it listens. */
-function startAgent(bin, env) {
-  const child = spawn(bin, ['agent', '--identity', 'alice', '--listen', '127.0.0.1:0'], {
+function startAgent(bin, env, identity = 'alice') {
+  const child = spawn(bin, ['agent', '--identity', identity, '--listen', '127.0.0.1:0'], {
     env,
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -258,5 +258,89 @@ describe('the FHIR API with fhir-kit-client', { skip: !isDehr && 'a DeHR API: ru
       assert.equal(error.response.status, 401);
       return true;
     });
+  });
+});
+
+/** The DID of `name` in the vault at `env.DEHR_HOME`, from `dehr identity list`. */
+async function didOf(bin, env, name) {
+  const { stdout } = await run(bin, ['identity', 'list'], { env });
+  const line = stdout.split('\n').find((l) => l.startsWith(`${name} `));
+  return line.trim().split(/\s+/)[2];
+}
+
+describe('a provider\'s FHIR API over what a patient shared', { skip: !isDehr && 'a DeHR API: runs against dehr only' }, () => {
+  let node;
+  let agent;
+  let client;
+  let clinicDid;
+  let patientEnv;
+  const homes = [];
+
+  before(async () => {
+    node = await startTarget();
+    const bin = dehrBin();
+    const envFor = (name) => {
+      const home = mkdtempSync(path.join(os.tmpdir(), `dehr-${name}-`));
+      homes.push(home);
+      return {
+        ...process.env,
+        DEHR_HOME: home,
+        DEHR_PASSPHRASE: `${name} test passphrase`,
+        DEHR_FHIR_DEFINITIONS: path.join(fixturesDir(), 'fhir-r4', 'definitions'),
+        RUST_LOG: 'warn',
+      };
+    };
+    const patient = envFor('patient');
+    const clinic = envFor('clinic');
+    await run(bin, ['identity', 'create', '--name', 'alice', '--role', 'patient', '--node', node.url], { env: patient });
+    await run(bin, ['identity', 'create', '--name', 'clinic', '--role', 'provider', '--node', node.url], { env: clinic });
+    const file = path.join(patient.DEHR_HOME, 'seed.ndjson');
+    writeFileSync(file, [
+      { resourceType: 'Patient', id: 'p7', birthDate: '1980-01-02' },
+      { resourceType: 'Observation', id: 'o7', status: 'final', subject: { reference: 'Patient/p7' },
+        code: { coding: [{ system: 'http://loinc.org', code: '8867-4' }] }, effectiveDateTime: '2025-02-03' },
+      { resourceType: 'Condition', id: 'c7', subject: { reference: 'Patient/p7' }, code: { text: 'private' } },
+    ].map((r) => JSON.stringify(r)).join('\n'));
+    await run(bin, ['import', '--identity', 'alice', file], { env: patient });
+    const aliceDid = await didOf(bin, patient, 'alice');
+    clinicDid = await didOf(bin, clinic, 'clinic');
+    patientEnv = patient;
+    await run(bin, ['share', '--identity', 'alice', '--with', clinicDid,
+      '--category', 'demographics', '--category', 'observations', '--write'], { env: patient });
+    await run(bin, ['receive', '--identity', 'clinic', '--from', aliceDid], { env: clinic });
+    agent = await startAgent(bin, clinic, 'clinic');
+    client = new Client({ baseUrl: agent.baseUrl, customHeaders: { Authorization: `Bearer ${agent.token}` } });
+  });
+
+  after(async () => {
+    agent?.child.kill('SIGTERM');
+    await node?.stop();
+    for (const home of homes) rmSync(home, { recursive: true, force: true });
+  });
+
+  test('serves the shared categories only', async () => {
+    const patient = await client.read({ resourceType: 'Patient', id: 'p7' });
+    assert.equal(patient.birthDate, '1980-01-02');
+    const found = await client.search({ resourceType: 'Observation', searchParams: { patient: 'p7', code: '8867-4' } });
+    assert.deepEqual(found.entry.map((e) => e.resource.id), ['o7']);
+    await assert.rejects(client.read({ resourceType: 'Condition', id: 'c7' }), (error) => {
+      assert.equal(error.response.status, 404);
+      return true;
+    });
+  });
+
+  test('adds a signed Observation to the patient\'s record', async () => {
+    const created = await client.create({
+      resourceType: 'Observation',
+      body: { resourceType: 'Observation', status: 'final', code: { text: 'heart rate' },
+        subject: { reference: 'Patient/p7' }, valueQuantity: { value: 61, unit: '/min' } },
+    });
+    const author = created.meta.extension.find((e) => e.url.endsWith('record-author')).valueUri;
+    assert.equal(author, clinicDid);
+    // In the patient's own record, as the patient's export shows.
+    const { stdout } = await run(dehrBin(), ['export', '--identity', 'alice', '--format', 'bundle'], { env: patientEnv });
+    assert.ok(JSON.parse(stdout).entry.some((e) => e.resource.id === created.id));
+    const everything = await client.operation({ name: '$everything', resourceType: 'Patient', id: 'p7', method: 'GET' });
+    assert.ok(everything.entry.some((e) => e.resource.id === created.id));
   });
 });

@@ -134,6 +134,9 @@ pub struct ReceivedKey {
     /// deliveries made before it was carried).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query_grant_id: Option<String>,
+    /// The Write grant of the same path, when the grantor lets this identity add records there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_grant_id: Option<String>,
     pub protocol: String,
     pub protocol_path: String,
     pub key: DerivedPrivateJwk,

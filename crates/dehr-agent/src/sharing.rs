@@ -61,10 +61,25 @@ pub struct ShareRecord {
     pub grantee: String,
     pub protocol: String,
     pub protocol_paths: Vec<String>,
+    /// A Read and a Query grant per path of `protocol_paths`, in order, then a Write grant per
+    /// path of `write_paths`.
     pub grant_ids: Vec<String>,
+    /// Paths the grantee may also write to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub write_paths: Vec<String>,
     pub date_expires: String,
     #[serde(default)]
     pub revoked: bool,
+}
+
+impl ShareRecord {
+    /// The Write grant of `path`, if the share gives one.
+    fn write_grant(&self, path: &str) -> Option<String> {
+        let at = self.write_paths.iter().position(|p| p == path)?;
+        self.grant_ids
+            .get(2 * self.protocol_paths.len() + at)
+            .cloned()
+    }
 }
 
 /// What to share.
@@ -73,6 +88,8 @@ pub struct ShareRequest {
     pub protocol: String,
     /// Protocol paths the grantee may read; keys are delivered for exactly these paths.
     pub protocol_paths: Vec<String>,
+    /// Of those, the paths the grantee may also write to (a provider adding results or notes).
+    pub write_paths: Vec<String>,
     /// Expiry timestamp of the grants.
     pub date_expires: String,
     pub description: Option<String>,
@@ -185,6 +202,9 @@ struct DeliveredKey {
     /// The Query grant of this path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     query_grant_id: Option<String>,
+    /// The Write grant of this path, if the share gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    write_grant_id: Option<String>,
     key: DerivedPrivateJwk,
 }
 
@@ -925,6 +945,7 @@ impl Agent {
                     protocol_path: path.clone(),
                     grant_id: share.grant_ids.get(index * 2).cloned().unwrap_or_default(),
                     query_grant_id: share.grant_ids.get(index * 2 + 1).cloned(),
+                    write_grant_id: share.write_grant(path),
                     key: derive_private_key(&root, &protocol_path_key_path(protocol, path))?,
                 });
             }
@@ -1010,6 +1031,15 @@ impl Agent {
                 "share at least one protocol path".into(),
             ));
         }
+        if let Some(path) = request
+            .write_paths
+            .iter()
+            .find(|p| !request.protocol_paths.contains(p))
+        {
+            return Err(AgentError::Refused(format!(
+                "{path} is to be written but is not among the shared paths"
+            )));
+        }
         let mut grant_ids = Vec::new();
         for path in &request.protocol_paths {
             for method in ["Read", "Query"] {
@@ -1039,6 +1069,12 @@ impl Agent {
                 grant_ids.push(message.record_id);
             }
         }
+        for path in &request.write_paths {
+            grant_ids.push(
+                self.grant_write(who, grantee, &protocol, path, &request.date_expires)
+                    .await?,
+            );
+        }
         // Kept before the keys go out, so that a failed delivery still leaves a share that
         // `revoke` knows about.
         let record = ShareRecord {
@@ -1047,6 +1083,7 @@ impl Agent {
             protocol: protocol.clone(),
             protocol_paths: request.protocol_paths.clone(),
             grant_ids: grant_ids.clone(),
+            write_paths: request.write_paths.clone(),
             date_expires: request.date_expires.clone(),
             revoked: false,
         };
@@ -1239,6 +1276,7 @@ impl Agent {
                 owner: grantor.to_owned(),
                 grant_id: delivered.grant_id,
                 query_grant_id: delivered.query_grant_id,
+                write_grant_id: delivered.write_grant_id,
                 protocol: delivery.protocol.clone(),
                 protocol_path: delivered.protocol_path,
                 key: delivered.key,

@@ -164,6 +164,8 @@ struct PendingWrite {
     kind: String,
     id: String,
     resource: Value,
+    /// The owner's Write grant, when the owner is someone else.
+    grant: Option<String>,
 }
 
 /// Why a write was not made.
@@ -251,6 +253,7 @@ impl FhirApi {
                         path: key.protocol_path.clone(),
                         query_grant: key.query_grant_id.clone(),
                         read_grant: Some(key.grant_id.clone()),
+                        write_grant: key.write_grant_id.clone(),
                     },
                 );
             }
@@ -496,11 +499,15 @@ impl FhirApi {
                 format!("the body is not a {kind}"),
             ));
         }
-        let (current_number, owner) = {
+        let (current_number, owner, current_author) = {
             let index = self.index.read().await;
             match index.current(kind, id) {
-                Some(current) => (current.number, Some(current.owner.clone())),
-                None => (0, None),
+                Some(current) => (
+                    current.number,
+                    Some(current.owner.clone()),
+                    Some(current.author.clone()),
+                ),
+                None => (0, None, None),
             }
         };
         if let Some(wanted) = if_match {
@@ -519,15 +526,14 @@ impl FhirApi {
             Some(owner) => owner,
             None => self.owner_for(&resource).await,
         };
-        if owner != self.did {
-            return Err(WriteRefusal::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!(
-                    "{kind}/{id} belongs to the record of {owner}, which this agent may read but not write through the API"
-                ),
-            ));
-        }
+        let grant = if owner == self.did {
+            None
+        } else {
+            Some(
+                self.write_grant(&owner, kind, current_author.as_deref())
+                    .await?,
+            )
+        };
         if let Some(object) = resource.as_object_mut() {
             object.insert("id".into(), json!(id));
             let mut meta = match object.remove("meta") {
@@ -556,7 +562,38 @@ impl FhirApi {
             kind: kind.to_owned(),
             id: id.to_owned(),
             resource,
+            grant,
         })
+    }
+
+    /// The grant under which this identity adds a `kind` resource to `owner`'s record: the
+    /// Write grant of its category. A resource someone else wrote stays theirs to change.
+    async fn write_grant(
+        &self,
+        owner: &str,
+        kind: &str,
+        current_author: Option<&str>,
+    ) -> Result<String, WriteRefusal> {
+        let forbidden = |why: String| WriteRefusal::new(StatusCode::FORBIDDEN, "forbidden", why);
+        if let Some(author) = current_author
+            && author != self.did
+        {
+            return Err(forbidden(format!(
+                "this {kind} in the record of {owner} was written by {author}; only its author changes it"
+            )));
+        }
+        let path = Category::of_resource_type(kind).map_or("", |c| c.path());
+        self.granted
+            .read()
+            .await
+            .get(owner)
+            .and_then(|paths| paths.iter().find(|p| p.path == path))
+            .and_then(|p| p.write_grant.clone())
+            .ok_or_else(|| {
+                forbidden(format!(
+                    "{owner} has not granted this identity to add to {path} of their record (they can: dehr share --write)"
+                ))
+            })
     }
 
     /// Writes versions to the DWN, then into the index. Results are in order: the version's
@@ -593,10 +630,34 @@ impl FhirApi {
                 ..NewRecord::default()
             });
         }
-        let results = agent
-            .write_records(&self.who, records, WRITE_CONCURRENCY)
-            .await;
+        // Own records go out together; records for others one by one, each under its grant.
+        let mut results: Vec<Option<Result<dehr_agent::sharing::WrittenRecord, AgentError>>> =
+            (0..records.len()).map(|_| None).collect();
+        let mut own = Vec::new();
+        let mut own_at = Vec::new();
+        for (n, (write, mut record)) in writes.iter().zip(records).enumerate() {
+            if write.owner == self.did {
+                own.push(record);
+                own_at.push(n);
+            } else {
+                record.permission_grant_id = write.grant.clone();
+                results[n] = Some(
+                    agent
+                        .write_record(&self.who, Some(&write.owner), record)
+                        .await,
+                );
+            }
+        }
+        for (n, result) in own_at
+            .into_iter()
+            .zip(agent.write_records(&self.who, own, WRITE_CONCURRENCY).await)
+        {
+            results[n] = Some(result);
+        }
         drop(agent);
+        let results = results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(AgentError::Refused("not written".into()))));
         let mut index = self.index.write().await;
         writes
             .into_iter()
@@ -973,6 +1034,7 @@ async fn delete_write(api: &FhirApi, kind: &str, id: &str) -> Result<PendingWrit
             kind: kind.to_owned(),
             id: id.to_owned(),
             resource: tombstone(kind, id),
+            grant: None,
         }),
         Some(owner) => Err(WriteRefusal::new(
             StatusCode::FORBIDDEN,

@@ -46,6 +46,7 @@ pub async fn read_records(
                 path: c.path().to_owned(),
                 query_grant: None,
                 read_grant: None,
+                write_grant: None,
             })
             .collect()
     });
@@ -67,6 +68,8 @@ pub struct PathAccess {
     pub path: String,
     pub query_grant: Option<String>,
     pub read_grant: Option<String>,
+    /// The grant to add records here with, if any.
+    pub write_grant: Option<String>,
 }
 
 /// Every record (every version of every resource) of `owner`'s health record that `who` can

@@ -138,7 +138,7 @@ impl Category {
     }
 
     /// Whether a care-team member may add records here.
-    fn clinicians_write(self) -> bool {
+    pub fn clinicians_write(self) -> bool {
         matches!(
             self,
             Category::Observations

@@ -647,6 +647,7 @@ async fn a_provider_serves_what_its_patients_shared_until_they_revoke() {
             &dehr_agent::sharing::ShareRequest {
                 protocol: dehr_health::protocol::HEALTH_RECORD_PROTOCOL.into(),
                 protocol_paths: vec!["demographics".into(), "observations".into()],
+                write_paths: vec!["observations".into()],
                 date_expires: "2099-01-01T00:00:00.000000Z".into(),
                 description: None,
             },
@@ -709,7 +710,52 @@ async fn a_provider_serves_what_its_patients_shared_until_they_revoke() {
     )
     .await;
     assert_eq!(everything["total"], 4);
-    // The provider cannot change the patient's resources through the API.
+    // The provider adds an Observation to the patient's record under the write grant: signed
+    // by the provider, in the patient's DWN, and readable by the patient with its author.
+    let result = json!({"resourceType": "Observation", "status": "final", "code": {"text": "HbA1c"},
+        "subject": {"reference": "Patient/p1"}, "valueQuantity": {"value": 6.1, "unit": "%"}});
+    let (status, _, created) = send(
+        &client,
+        Method::POST,
+        &format!("{base}/Observation"),
+        Some(&result),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        created["meta"]["extension"][0]["valueUri"],
+        provider_did.as_str()
+    );
+    let created_id = created["id"].as_str().unwrap().to_owned();
+    let in_record = dehr_health::export::read_versions(
+        &patient,
+        "alice",
+        &patient_did,
+        None,
+        &std::collections::HashSet::new(),
+    )
+    .await
+    .unwrap();
+    let contribution = in_record
+        .iter()
+        .find(|v| v.resource["id"] == created_id.as_str())
+        .expect("the provider's Observation is in the patient's record");
+    assert_eq!(contribution.author, provider_did);
+    assert_eq!(contribution.resource["code"]["text"], "HbA1c");
+    // The provider may correct its own contribution, not the patient's resources; and only
+    // where it was given a write grant.
+    let mut corrected = created.clone();
+    corrected["valueQuantity"]["value"] = json!(6.2);
+    let (status, _, _) = send(
+        &client,
+        Method::PUT,
+        &format!("{base}/Observation/{created_id}"),
+        Some(&corrected),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200);
     let (status, _, o1) = send(
         &client,
         Method::GET,
@@ -719,7 +765,7 @@ async fn a_provider_serves_what_its_patients_shared_until_they_revoke() {
     )
     .await;
     assert_eq!(status, 200);
-    let (status, _, _) = send(
+    let (status, _, refusal) = send(
         &client,
         Method::PUT,
         &format!("{base}/Observation/o1"),
@@ -727,7 +773,7 @@ async fn a_provider_serves_what_its_patients_shared_until_they_revoke() {
         &[],
     )
     .await;
-    assert_eq!(status, 403);
+    assert_eq!(status, 403, "{refusal}");
     let (status, _, _) = send(
         &client,
         Method::DELETE,
@@ -737,6 +783,20 @@ async fn a_provider_serves_what_its_patients_shared_until_they_revoke() {
     )
     .await;
     assert_eq!(status, 403);
+    let condition = json!({"resourceType": "Condition", "subject": {"reference": "Patient/p1"}, "code": {"text": "flu"}});
+    let (status, _, refusal) = send(
+        &client,
+        Method::POST,
+        &format!("{base}/Condition"),
+        Some(&condition),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 403, "{refusal}");
+    assert!(
+        refusal.to_string().contains("dehr share --write"),
+        "{refusal}"
+    );
 
     // New records of the patient appear on refresh.
     import(

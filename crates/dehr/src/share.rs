@@ -14,7 +14,7 @@ const DEFAULT_SHARE_DAYS: i64 = 365;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
-    dehr share --identity alice --with did:dht:abc… --category observations --category conditions\n  \
+    dehr share --identity alice --with did:dht:abc… --category observations --category conditions --write\n  \
     dehr share --identity alice --with did:dht:abc… --all --expires 2027-06-30T00:00:00.000000Z")]
 pub struct ShareArgs {
     #[command(flatten)]
@@ -41,6 +41,11 @@ pub struct ShareArgs {
     /// one year from now]
     #[arg(long, value_name = "TIMESTAMP")]
     expires: Option<String>,
+    /// Also let the grantee add records (results, notes, diagnoses) to the shared categories
+    /// where clinicians write: conditions, medications, allergies, immunizations,
+    /// observations, procedures, diagnosticReports, documents, carePlans, provenance.
+    #[arg(long)]
+    write: bool,
     /// Why, as the grantee will see it.
     #[arg(long)]
     description: Option<String>,
@@ -115,6 +120,15 @@ pub async fn run_share(args: ShareArgs) -> Result<()> {
             dehr_core::time::micros_to_timestamp(now + DEFAULT_SHARE_DAYS * 86_400 * 1_000_000)
         }
     };
+    let write_paths: Vec<String> = if args.write {
+        paths
+            .iter()
+            .filter(|p| Category::from_path(p).is_some_and(Category::clinicians_write))
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
     let did = agent.identity(&args.identity)?.did.clone();
     anyhow::ensure!(
         agent
@@ -132,11 +146,19 @@ pub async fn run_share(args: ShareArgs) -> Result<()> {
             &ShareRequest {
                 protocol: HEALTH_RECORD_PROTOCOL.into(),
                 protocol_paths: paths.clone(),
+                write_paths: write_paths.clone(),
                 date_expires: date_expires.clone(),
                 description: args.description.clone(),
             },
         )
         .await?;
+    if !write_paths.is_empty() {
+        println!(
+            "{} may add records to: {}.",
+            args.grantee,
+            write_paths.join(", ")
+        );
+    }
     println!(
         "Shared {} with {} until {date_expires}: {} grants, keys delivered in record {}.",
         paths.join(", "),

@@ -130,6 +130,7 @@ async fn grant_read_revoke_and_denial_with_encrypted_records() {
             &ShareRequest {
                 protocol: PROTOCOL.into(),
                 protocol_paths: vec!["observation".into()],
+                write_paths: Vec::new(),
                 date_expires: in_a_year(),
                 description: Some("care team".into()),
             },
@@ -235,6 +236,7 @@ async fn remaining_grantees_get_the_new_keys_after_a_rotation() {
     let request = ShareRequest {
         protocol: PROTOCOL.into(),
         protocol_paths: vec!["observation".into()],
+        write_paths: Vec::new(),
         date_expires: in_a_year(),
         description: None,
     };
@@ -306,6 +308,7 @@ async fn a_provider_writes_into_the_patients_record_and_both_read_it() {
             &ShareRequest {
                 protocol: PROTOCOL.into(),
                 protocol_paths: vec!["condition".into()],
+                write_paths: Vec::new(),
                 date_expires: in_a_year(),
                 description: None,
             },
@@ -417,6 +420,7 @@ async fn the_node_never_holds_plaintext() {
             &ShareRequest {
                 protocol: PROTOCOL.into(),
                 protocol_paths: vec!["observation".into()],
+                write_paths: Vec::new(),
                 date_expires: in_a_year(),
                 description: None,
             },
@@ -640,6 +644,7 @@ async fn every_access_by_others_is_logged_and_tampering_with_the_log_shows() {
             &ShareRequest {
                 protocol: PROTOCOL.into(),
                 protocol_paths: vec!["observation".into()],
+                write_paths: Vec::new(),
                 date_expires: in_a_year(),
                 description: None,
             },
