@@ -541,12 +541,9 @@ fn posting_keys(value: &Indexed) -> Vec<String> {
             format!("{}|{code}", system.as_deref().unwrap_or("")),
             format!("*|{code}"),
         ],
+        // A reference without a type (a bare id) is kept under `?`.
         Indexed::Reference { kind, id } => {
-            let mut keys = vec![format!("*/{id}")];
-            if let Some(kind) = kind {
-                keys.push(format!("{kind}/{id}"));
-            }
-            keys
+            vec![format!("{}/{id}", kind.as_deref().unwrap_or("?"))]
         }
         Indexed::Text { normalized, .. } => vec![normalized.clone()],
         Indexed::Date { .. } => Vec::new(),
@@ -848,6 +845,38 @@ struct DateSets {
     by_hi: BTreeSet<(i64, u32)>,
 }
 
+/// Candidate slots being gathered, up to a limit.
+struct Gathered {
+    collect: bool,
+    cap: usize,
+    count: usize,
+    slots: Vec<u32>,
+}
+
+impl Gathered {
+    fn add(&mut self, slot: u32) -> Option<()> {
+        if self.count >= self.cap {
+            return None;
+        }
+        self.count += 1;
+        if self.collect {
+            self.slots.push(slot);
+        }
+        Some(())
+    }
+
+    fn add_set(&mut self, slots: &BTreeSet<u32>) -> Option<()> {
+        if self.count + slots.len() > self.cap {
+            return None;
+        }
+        self.count += slots.len();
+        if self.collect {
+            self.slots.extend(slots.iter().copied());
+        }
+        Some(())
+    }
+}
+
 /// Why a version was not indexed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IndexError {
@@ -1070,13 +1099,18 @@ impl ResourceIndex {
         self.entries.get(key)?.versions.last().map(|(_, v)| v)
     }
 
-    /// The candidate slots one filter offers from the posting and date sets, if it can, and
-    /// only if there are no more than `cap` (more are no better than what we have).
-    fn candidates(&self, kind: &str, filter: &Filter, cap: usize) -> Option<Vec<u32>> {
+    /// The candidate slots one filter offers from the posting and date sets, if it can and
+    /// there are no more than `cap`; with `collect` false, only how many.
+    fn gather(&self, kind: &str, filter: &Filter, cap: usize, collect: bool) -> Option<Gathered> {
         if filter.modifier != Modifier::None {
             return None;
         }
-        let mut out: Vec<u32> = Vec::new();
+        let mut out = Gathered {
+            collect,
+            cap,
+            count: 0,
+            slots: Vec::new(),
+        };
         for wanted in &filter.wanted {
             match wanted {
                 Wanted::Token { system, code } => {
@@ -1086,37 +1120,17 @@ impl ResourceIndex {
                         (Some(s), None) => format!("{s}|"),
                         (None, None) => return None,
                     };
-                    let exact = code.is_some();
-                    self.collect_postings(kind, filter.param, &prefix, exact, cap, &mut out)?;
+                    self.gather_postings(kind, filter.param, &prefix, code.is_some(), &mut out)?;
                 }
-                Wanted::Reference { kind: k, id } => {
-                    let key = match k {
-                        Some(k) => format!("{k}/{id}"),
-                        None => format!("*/{id}"),
-                    };
-                    self.collect_postings(kind, filter.param, &key, true, cap, &mut out)?;
-                    if k.is_some() {
-                        // References stored without a type match any type of the same id.
-                        // They are rare, so they are found through the typeless key and checked.
-                        self.collect_postings(
-                            kind,
-                            filter.param,
-                            &format!("*/{id}"),
-                            true,
-                            cap,
-                            &mut out,
-                        )?;
-                    }
+                Wanted::Reference { kind: Some(k), id } => {
+                    self.gather_postings(kind, filter.param, &format!("{k}/{id}"), true, &mut out)?;
+                    // Bare-id references may point at that type too: few, and checked after.
+                    self.gather_postings(kind, filter.param, &format!("?/{id}"), true, &mut out)?;
                 }
+                // Any type with this id: not in one posting set; the other filters narrow.
+                Wanted::Reference { kind: None, .. } => return None,
                 Wanted::Text(text) => {
-                    self.collect_postings(
-                        kind,
-                        filter.param,
-                        &normalize(text),
-                        false,
-                        cap,
-                        &mut out,
-                    )?;
+                    self.gather_postings(kind, filter.param, &normalize(text), false, &mut out)?;
                 }
                 Wanted::Date { prefix, lo, hi } => {
                     let sets = self.dates.get(&(kind.to_owned(), filter.param))?;
@@ -1143,10 +1157,7 @@ impl ResourceIndex {
                         Bound::Unbounded => Bound::Unbounded,
                     };
                     for (_, slot) in set.range((start, end)) {
-                        if out.len() >= cap {
-                            return None;
-                        }
-                        out.push(*slot);
+                        out.add(*slot)?;
                     }
                 }
             }
@@ -1154,14 +1165,13 @@ impl ResourceIndex {
         Some(out)
     }
 
-    fn collect_postings(
+    fn gather_postings(
         &self,
         kind: &str,
         param: u8,
         key: &str,
         exact: bool,
-        cap: usize,
-        out: &mut Vec<u32>,
+        out: &mut Gathered,
     ) -> Option<()> {
         let start = (kind.to_owned(), param, key.to_owned());
         for ((k, p, posting), slots) in self.postings.range(start..) {
@@ -1171,30 +1181,44 @@ impl ResourceIndex {
             if exact && posting != key {
                 break;
             }
-            if out.len() + slots.len() > cap {
-                return None;
-            }
-            out.extend(slots.iter().copied());
+            out.add_set(slots)?;
         }
         Some(())
+    }
+
+    /// The smallest candidate set the query's filters offer, or `None` for every resource of
+    /// the type. Posting sets are sized without copying them; date ranges are walked with the
+    /// best size so far as the limit, so a wide range costs no more than the set it loses to.
+    fn plan(&self, kind: &str, query: &Query, all: usize) -> Option<Vec<u32>> {
+        let is_date = |f: &&Filter| SEARCH_PARAMS[f.param as usize].kind == ParamKind::Date;
+        let mut best: Option<(usize, &Filter)> = None;
+        for filter in query.filters.iter().filter(|f| !is_date(f)) {
+            let cap = best.map_or(all, |(n, _)| n);
+            if let Some(found) = self.gather(kind, filter, cap, false) {
+                best = Some((found.count, filter));
+            }
+        }
+        let mut cap = best.map_or(all, |(n, _)| n);
+        let mut chosen = None;
+        for filter in query.filters.iter().filter(is_date) {
+            if let Some(found) = self.gather(kind, filter, cap, true) {
+                cap = found.count;
+                chosen = Some(found.slots);
+            }
+        }
+        match (chosen, best) {
+            (Some(slots), _) => Some(slots),
+            (None, Some((_, filter))) => self
+                .gather(kind, filter, usize::MAX, true)
+                .map(|found| found.slots),
+            (None, None) => None,
+        }
     }
 
     /// Runs a search on the current versions of `kind`.
     pub fn search(&self, kind: &str, query: &Query) -> Page<'_> {
         let all = self.by_type.get(kind);
-        let mut best: Option<Vec<u32>> = None;
-        // Posting sets first (cheap to size), dates after with the best size so far as cap.
-        let mut filters: Vec<&Filter> = query.filters.iter().collect();
-        filters.sort_by_key(|f| SEARCH_PARAMS[f.param as usize].kind == ParamKind::Date);
-        for filter in filters {
-            let cap = best
-                .as_ref()
-                .map_or_else(|| all.map_or(0, BTreeSet::len), Vec::len);
-            if let Some(found) = self.candidates(kind, filter, cap) {
-                best = Some(found);
-            }
-        }
-        let mut candidates = match best {
+        let mut candidates = match self.plan(kind, query, all.map_or(0, BTreeSet::len)) {
             Some(mut found) => {
                 found.sort_unstable();
                 found.dedup();
