@@ -486,7 +486,7 @@ fn dates_of(value: &Value, out: &mut Vec<Indexed>) {
     }
 }
 
-/// Every search value of a resource, by parameter.
+/// Every search value of a resource, ordered by parameter.
 fn extract(resource: &Value, last_updated: &str) -> Vec<(u8, Indexed)> {
     let mut out = Vec::new();
     for (index, param) in SEARCH_PARAMS.iter().enumerate() {
@@ -756,10 +756,12 @@ impl Filter {
         }
     }
 
+    /// `values` are ordered by parameter, as [`extract`] makes them.
     fn matches(&self, values: &[(u8, Indexed)]) -> bool {
-        let mut mine = values
+        let start = values.partition_point(|(p, _)| *p < self.param);
+        let mut mine = values[start..]
             .iter()
-            .filter(|(p, _)| *p == self.param)
+            .take_while(|(p, _)| *p == self.param)
             .map(|(_, v)| v);
         match self.modifier {
             Modifier::Missing(missing) => mine.next().is_none() == missing,

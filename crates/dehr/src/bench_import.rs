@@ -173,6 +173,14 @@ pub async fn run_search(definitions: &Path, n: usize, queries: usize) -> Result<
             "Observation?patient=p1&date=ge2024-01-01&status=final&_count=20",
             "patient + date range + status, first page of 20",
         ),
+        (
+            "Observation?code={code}&_sort=-date&_count=20",
+            "token search sorted by date, newest first, first page of 20",
+        ),
+        (
+            "Observation?status=final&_count=20",
+            "status search matching 86% of records (total counted), first page of 20",
+        ),
         ("Observation/o{i}", "read by id"),
     ];
     let mut results = Vec::new();
