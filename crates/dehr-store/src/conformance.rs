@@ -99,6 +99,7 @@ pub async fn run_all<S: Store + ?Sized>(store: &S) -> CheckResult {
         data,
         tasks,
         access_log,
+        replication,
     );
     if failures.is_empty() {
         Ok(())
@@ -1765,6 +1766,63 @@ pub async fn access_log<S: Store + ?Sized>(store: &S) -> CheckResult {
     ensure_eq!(store.access_log_read(t1, 1, 10).await?, vec![second]);
     ensure_eq!(store.access_log_read(t1, 0, 1).await?, vec![first]);
     ensure_eq!(store.access_log_read(t2, 0, 10).await?, vec![other]);
+    Ok(())
+}
+
+pub async fn replication<S: Store + ?Sized>(store: &S) -> CheckResult {
+    let t1 = "did:example:replication-1";
+    let t2 = "did:example:replication-2";
+    ensure!(
+        !store.tenants().await?.iter().any(|t| t == t1),
+        "a tenant without events is listed"
+    );
+    put_all(
+        store,
+        t1,
+        vec![message("rep-1", vec![("interface", s("Records"))])],
+    )
+    .await?;
+    let tenants = store.tenants().await?;
+    ensure!(tenants.iter().any(|t| t == t1), "{t1} is not listed");
+    ensure!(
+        tenants.windows(2).all(|w| w[0] < w[1]),
+        "tenants are not sorted and distinct: {tenants:?}"
+    );
+    ensure_eq!(store.replication_cursor(t1, "http://peer").await?, None);
+    let first = crate::ReplicationCursor {
+        generation: "g1".into(),
+        watermark: 7,
+    };
+    store
+        .set_replication_cursor(t1, "http://peer", &first)
+        .await?;
+    let second = crate::ReplicationCursor {
+        generation: "g2".into(),
+        watermark: 9,
+    };
+    store
+        .set_replication_cursor(t2, "http://peer", &second)
+        .await?;
+    ensure_eq!(
+        store.replication_cursor(t1, "http://peer").await?,
+        Some(first)
+    );
+    let moved = crate::ReplicationCursor {
+        generation: "g1".into(),
+        watermark: 12,
+    };
+    store
+        .set_replication_cursor(t1, "http://peer", &moved)
+        .await?;
+    ensure_eq!(
+        store.replication_cursor(t1, "http://peer").await?,
+        Some(moved)
+    );
+    ensure_eq!(store.replication_cursor(t1, "http://other").await?, None);
+    ensure_eq!(
+        store.replication_cursor(t2, "http://peer").await?,
+        Some(second)
+    );
     Ok(())
 }
 

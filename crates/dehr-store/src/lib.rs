@@ -360,6 +360,15 @@ pub struct Event {
     pub message_cid: String,
 }
 
+/// Replication progress toward one peer: the peer's data generation when it was last seen
+/// (a peer that lost its data comes back with a new one, and is sent everything again) and the
+/// last local event watermark it acknowledged.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ReplicationCursor {
+    pub generation: String,
+    pub watermark: u64,
+}
+
 /// A unit of work that must complete even if the process dies halfway (a delete with prune).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResumableTask {
@@ -506,6 +515,25 @@ pub trait Store: Send + Sync {
         after: u64,
         limit: usize,
     ) -> Result<Vec<AccessLogEntry>, StoreError>;
+
+    /// Every tenant with at least one event, sorted: what a node replicates. Like
+    /// [`Store::task_grab`], it spans tenants, and only the node's own machinery calls it.
+    async fn tenants(&self) -> Result<Vec<String>, StoreError>;
+
+    /// How far replication of `tenant` to `peer` has come, if it has started.
+    async fn replication_cursor(
+        &self,
+        tenant: &str,
+        peer: &str,
+    ) -> Result<Option<ReplicationCursor>, StoreError>;
+
+    /// Records how far replication of `tenant` to `peer` has come.
+    async fn set_replication_cursor(
+        &self,
+        tenant: &str,
+        peer: &str,
+        cursor: &ReplicationCursor,
+    ) -> Result<(), StoreError>;
 
     /// The one call that spans tenants: at start-up, takes up to `count` tasks whose timeout is
     /// before `now_ms` (strictly; earliest timeout first, then oldest registration), sets their

@@ -18,8 +18,8 @@ use futures_util::stream;
 
 use crate::{
     AccessLogEntry, Commit, Cursor, DataBlob, DataKey, DataWriter, Direction, Event, Filter,
-    IndexValue, Pagination, QueryResult, ResumableTask, Sort, Store, StoreError, StoredMessage,
-    compare_values, filter_matches, validate_indexes, validate_query,
+    IndexValue, Pagination, QueryResult, ReplicationCursor, ResumableTask, Sort, Store, StoreError,
+    StoredMessage, compare_values, filter_matches, validate_indexes, validate_query,
 };
 
 /// Size of the chunks `data_get` streams, so that consumers see the same chunking behaviour as
@@ -32,6 +32,8 @@ struct Tenant {
     /// watermark → message CID.
     events: BTreeMap<u64, String>,
     access_log: Vec<AccessLogEntry>,
+    /// peer → replication cursor.
+    replication: HashMap<String, ReplicationCursor>,
 }
 
 #[derive(Default)]
@@ -327,6 +329,46 @@ impl Store for MemoryStore {
         let appended = AccessLogEntry { seq, entry, hash };
         log.push(appended.clone());
         Ok(appended)
+    }
+
+    async fn tenants(&self) -> Result<Vec<String>, StoreError> {
+        let inner = self.lock()?;
+        let mut tenants: Vec<String> = inner
+            .tenants
+            .iter()
+            .filter(|(_, t)| !t.events.is_empty())
+            .map(|(name, _)| name.clone())
+            .collect();
+        tenants.sort();
+        Ok(tenants)
+    }
+
+    async fn replication_cursor(
+        &self,
+        tenant: &str,
+        peer: &str,
+    ) -> Result<Option<ReplicationCursor>, StoreError> {
+        let inner = self.lock()?;
+        Ok(inner
+            .tenants
+            .get(tenant)
+            .and_then(|t| t.replication.get(peer).cloned()))
+    }
+
+    async fn set_replication_cursor(
+        &self,
+        tenant: &str,
+        peer: &str,
+        cursor: &ReplicationCursor,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        inner
+            .tenants
+            .entry(tenant.to_owned())
+            .or_default()
+            .replication
+            .insert(peer.to_owned(), cursor.clone());
+        Ok(())
     }
 
     async fn access_log_read(

@@ -55,8 +55,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 
 use crate::{
     AccessLogEntry, Commit, Cursor, DataBlob, DataKey, DataWriter, Event, Filter, IndexValue,
-    Pagination, QueryResult, ResumableTask, Sort, Store, StoreError, StoredMessage, ValueKind,
-    validate_indexes, validate_query,
+    Pagination, QueryResult, ReplicationCursor, ResumableTask, Sort, Store, StoreError,
+    StoredMessage, ValueKind, validate_indexes, validate_query,
 };
 
 /// The database file name inside the store directory.
@@ -485,6 +485,60 @@ impl Store for SqliteStore {
                 )?
                 .execute(params![tenant, seq as i64, entry, hash.to_vec()])?;
                 Ok(AccessLogEntry { seq, entry, hash })
+            })
+            .await
+    }
+
+    async fn tenants(&self) -> Result<Vec<String>, StoreError> {
+        self.shared.with_reader(|conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT DISTINCT tenant FROM events ORDER BY tenant")?;
+            let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(StoreError::from)
+        })
+    }
+
+    async fn replication_cursor(
+        &self,
+        tenant: &str,
+        peer: &str,
+    ) -> Result<Option<ReplicationCursor>, StoreError> {
+        self.shared.with_reader(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT generation, watermark FROM replication_cursors WHERE tenant = ? AND peer = ?",
+                )?
+                .query_row(params![tenant, peer], |row| {
+                    Ok(ReplicationCursor {
+                        generation: row.get(0)?,
+                        watermark: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
+                    })
+                })
+                .optional()?)
+        })
+    }
+
+    async fn set_replication_cursor(
+        &self,
+        tenant: &str,
+        peer: &str,
+        cursor: &ReplicationCursor,
+    ) -> Result<(), StoreError> {
+        let (tenant, peer, cursor) = (tenant.to_owned(), peer.to_owned(), cursor.clone());
+        self.shared
+            .with_writer(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO replication_cursors (tenant, peer, generation, watermark) VALUES (?, ?, ?, ?) \
+                     ON CONFLICT (tenant, peer) DO UPDATE SET generation = excluded.generation, watermark = excluded.watermark",
+                )?
+                .execute(params![
+                    tenant,
+                    peer,
+                    cursor.generation,
+                    i64::try_from(cursor.watermark).unwrap_or(i64::MAX)
+                ])?;
+                Ok(())
             })
             .await
     }

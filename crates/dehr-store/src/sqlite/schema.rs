@@ -185,6 +185,15 @@ CREATE TABLE access_log (
     PRIMARY KEY (tenant, seq)
 ) WITHOUT ROWID;
 "#,
+    r#"
+CREATE TABLE replication_cursors (
+    tenant      TEXT NOT NULL,
+    peer        TEXT NOT NULL,
+    generation  TEXT NOT NULL,
+    watermark   INTEGER NOT NULL,
+    PRIMARY KEY (tenant, peer)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Brings the database to the newest schema version.

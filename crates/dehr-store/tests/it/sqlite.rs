@@ -211,17 +211,22 @@ async fn schema_version_is_recorded_and_checked() {
     let dir = tempfile::tempdir().unwrap();
     drop(SqliteStore::open(dir.path()).unwrap());
     let conn = rusqlite_version(dir.path());
-    assert_eq!(conn, 2);
-    // A version-1 database (before the access log) is migrated when opened.
+    assert_eq!(conn, 3);
+    // A version-1 database (before the access log and replication) is migrated when opened.
     {
         let conn = rusqlite::Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
-        conn.execute_batch("DROP TABLE access_log").unwrap();
+        conn.execute_batch("DROP TABLE access_log; DROP TABLE replication_cursors")
+            .unwrap();
     }
     set_version(dir.path(), 1);
     let store = SqliteStore::open(dir.path()).unwrap();
     store.access_log_append(ALICE, b"x".to_vec()).await.unwrap();
+    store
+        .set_replication_cursor(ALICE, "http://peer", &Default::default())
+        .await
+        .unwrap();
     drop(store);
-    assert_eq!(rusqlite_version(dir.path()), 2);
+    assert_eq!(rusqlite_version(dir.path()), 3);
     // A database from a newer build is refused rather than misread.
     set_version(dir.path(), 99);
     let err = SqliteStore::open(dir.path()).unwrap_err();
