@@ -194,6 +194,22 @@ impl DwnClient {
         Ok(nodes)
     }
 
+    /// A node's `GET /info`.
+    pub async fn node_info(&self, node: &str) -> Result<Value, ClientError> {
+        let network = |e: reqwest::Error| ClientError::Network {
+            node: node.into(),
+            reason: e.to_string(),
+        };
+        self.http
+            .get(format!("{}/info", node.trim_end_matches('/')))
+            .send()
+            .await
+            .map_err(network)?
+            .json()
+            .await
+            .map_err(network)
+    }
+
     /// Sends `message` for tenant `target` to the target's nodes in order until one answers.
     pub async fn send<M: Serialize>(
         &self,

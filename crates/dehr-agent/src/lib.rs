@@ -12,6 +12,7 @@ pub mod client;
 pub mod encryption;
 pub mod identity;
 pub mod keys;
+pub mod replication;
 pub mod sharing;
 pub mod vault;
 

@@ -20,6 +20,7 @@ pub mod records_delete;
 pub mod records_query;
 pub mod records_read;
 pub mod records_write;
+pub mod replication;
 pub mod reply;
 pub mod tags_schema;
 pub mod url;

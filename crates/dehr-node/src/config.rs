@@ -31,6 +31,11 @@ pub struct NodeConfig {
     pub shutdown_timeout: Duration,
     /// How often WebSockets are pinged; one that misses a ping is dropped (dwn-server: 30 s).
     pub ws_ping_interval: Duration,
+    /// Nodes to replicate to, for every tenant that allowed it, besides the nodes in the
+    /// tenant's DID document.
+    pub peers: Vec<String>,
+    /// How often replication runs; zero turns it off.
+    pub replicate_interval: Duration,
 }
 
 impl NodeConfig {
@@ -44,6 +49,8 @@ impl NodeConfig {
             did_dht_gateways: Vec::new(),
             shutdown_timeout: Duration::from_secs(10),
             ws_ping_interval: ServerOptions::default().ws_ping_interval,
+            peers: Vec::new(),
+            replicate_interval: Duration::from_secs(2),
         }
     }
 

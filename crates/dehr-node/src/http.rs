@@ -49,6 +49,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/info", get(info))
         .merge(crate::rest::routes())
         .merge(crate::pkarr::routes())
+        .merge(crate::replication::routes())
         .layer(middleware::from_fn(access_log))
         .layer(cors())
         .with_state(state)
@@ -112,14 +113,21 @@ async fn info(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Json<Va
             format!("http://{host}")
         }
     };
-    Json(json!({
+    let mut info = json!({
         "server": "dehr",
         "url": url,
         "maxFileSize": state.max_data_size(),
         "registrationRequirements": [],
         "version": env!("CARGO_PKG_VERSION"),
         "webSocketSupport": true,
-    }))
+        "extensions": [crate::replication::REPLICATION_EXTENSION],
+    });
+    // Ours: who this node is (tenants grant it replication) and its data generation.
+    if let Some(identity) = state.identity() {
+        info["did"] = json!(identity.did);
+        info["generation"] = json!(identity.generation);
+    }
+    Json(info)
 }
 
 /// A JSON-RPC error as an HTTP response: the error's status, the JSON-RPC body.

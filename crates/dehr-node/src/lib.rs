@@ -18,6 +18,7 @@ mod error;
 mod http;
 pub mod jsonrpc;
 pub mod pkarr;
+pub mod replication;
 mod rest;
 mod rpc;
 mod server;

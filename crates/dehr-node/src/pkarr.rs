@@ -159,7 +159,7 @@ impl PkarrRelay {
 
 /// Writes `body` to `path` so that a crash leaves the old content or the new, never a mix.
 /// Callers hold the relay's write lock, so one temporary name per key suffices.
-fn write_atomically(dir: &Path, path: &Path, body: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(dir: &Path, path: &Path, body: &[u8]) -> std::io::Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -28,6 +28,7 @@ pub struct Node {
     addr: SocketAddr,
     state: Arc<AppState>,
     shutdown_timeout: Duration,
+    replicator: Option<crate::replication::Replicator>,
 }
 
 /// Opens the store under `config.data_dir`, builds the engine and binds `config.listen`.
@@ -80,12 +81,22 @@ pub async fn bind(config: NodeConfig) -> Result<Node, NodeError> {
             }
         })?,
     );
-    let resolver = crate::pkarr::LocalRelayResolver::new(relay.clone(), resolver);
+    let resolver: Arc<dyn dehr_did::DidResolver> = Arc::new(crate::pkarr::LocalRelayResolver::new(
+        relay.clone(),
+        resolver,
+    ));
+    let identity =
+        crate::replication::NodeIdentity::load_or_create(&data_dir).map_err(|source| {
+            NodeError::DataDir {
+                path: data_dir.join(crate::replication::NodeIdentity::FILE),
+                source,
+            }
+        })?;
     let dwn_config = DwnConfig {
         max_data_size: config.max_data_size,
         ..DwnConfig::default()
     };
-    let dwn = Arc::new(Dwn::new(Arc::new(store), Arc::new(resolver), dwn_config));
+    let dwn = Arc::new(Dwn::new(Arc::new(store), resolver.clone(), dwn_config));
     // Finish deletes and prunes that a previous process left halfway (crash, kill -9) before
     // serving anything, so no client sees a half-pruned record.
     match dwn.resume_tasks().await {
@@ -96,12 +107,30 @@ pub async fn bind(config: NodeConfig) -> Result<Node, NodeError> {
         ),
         Err(e) => tracing::warn!("could not finish interrupted deletes: {e}"),
     }
-    let state = Arc::new(AppState::new(dwn, config.server_options()).with_pkarr_relay(relay));
+    let state = Arc::new(
+        AppState::new(dwn, config.server_options())
+            .with_pkarr_relay(relay)
+            .with_identity(identity.clone()),
+    );
+    let replicator = (!config.replicate_interval.is_zero()).then(|| {
+        let own_urls = std::iter::once(format!("http://{addr}"))
+            .chain(config.base_url.clone())
+            .collect();
+        crate::replication::Replicator::new(
+            state.clone(),
+            resolver,
+            identity,
+            own_urls,
+            config.peers.clone(),
+            config.replicate_interval,
+        )
+    });
     Ok(Node {
         listener,
         addr,
         state,
         shutdown_timeout: config.shutdown_timeout,
+        replicator,
     })
 }
 
@@ -135,8 +164,12 @@ impl Node {
             addr,
             state,
             shutdown_timeout,
+            replicator,
         } = self;
         let token = state.shutdown_token().clone();
+        if let Some(replicator) = replicator {
+            tokio::spawn(replicator.run(token.clone()));
+        }
         let app = crate::router(state.clone());
         let server =
             axum::serve(listener, app).with_graceful_shutdown(token.clone().cancelled_owned());

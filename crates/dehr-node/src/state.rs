@@ -53,6 +53,7 @@ pub struct AppState {
     dwn: Arc<Dwn>,
     options: ServerOptions,
     pkarr: Option<Arc<crate::pkarr::PkarrRelay>>,
+    identity: Option<crate::replication::NodeIdentity>,
     shutdown: CancellationToken,
     sockets: TaskTracker,
 }
@@ -73,6 +74,7 @@ impl AppState {
             dwn,
             options,
             pkarr: None,
+            identity: None,
             shutdown: CancellationToken::new(),
             sockets: TaskTracker::new(),
         }
@@ -83,6 +85,16 @@ impl AppState {
     pub fn with_pkarr_relay(mut self, relay: Arc<crate::pkarr::PkarrRelay>) -> Self {
         self.pkarr = Some(relay);
         self
+    }
+
+    /// The node's DID and data generation (`GET /info` shows them; replication uses them).
+    pub fn with_identity(mut self, identity: crate::replication::NodeIdentity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    pub fn identity(&self) -> Option<&crate::replication::NodeIdentity> {
+        self.identity.as_ref()
     }
 
     pub fn pkarr(&self) -> Option<&Arc<crate::pkarr::PkarrRelay>> {

@@ -202,6 +202,23 @@ fn print_identity(identity: &dehr_agent::IdentityRecord) {
     }
 }
 
+/// Lets the identity's nodes replicate its records to each other, and says which could.
+async fn report_replication(agent: &mut Agent, who: &str) -> Result<()> {
+    for node in agent.allow_replication(who).await? {
+        match &node.node_did {
+            Ok(did) if !node.granted_on.is_empty() => {
+                eprintln!("    replication by {} ({did}) allowed", node.node);
+            }
+            Ok(_) => eprintln!(
+                "    warning: no node took the replication grant for {}; run `dehr identity add-node` again when they are up",
+                node.node
+            ),
+            Err(why) => eprintln!("    warning: {} will not replicate: {why}", node.node),
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(command: IdentityCommand) -> Result<()> {
     match command {
         IdentityCommand::Create {
@@ -229,6 +246,7 @@ pub async fn run(command: IdentityCommand) -> Result<()> {
             let identity = agent.create_identity(&name, role, &nodes).await?;
             eprintln!("Created and published:");
             print_identity(&identity);
+            report_replication(&mut agent, &name).await?;
         }
         IdentityCommand::List { common } => {
             let agent = Agent::open(common.config(), &common.passphrase("Vault passphrase")?)?;
@@ -257,6 +275,7 @@ pub async fn run(command: IdentityCommand) -> Result<()> {
             let identity = agent.add_node(&identity, &url).await?;
             eprintln!("Republished:");
             print_identity(&identity);
+            report_replication(&mut agent, &identity.name).await?;
         }
         IdentityCommand::RemoveNode {
             common,

@@ -18,7 +18,8 @@ use crate::size::parse_size;
     dehr node\n  \
     dehr node --listen 0.0.0.0:3000 --data-dir /var/lib/dehr --max-record-size 50mb\n  \
     dehr node --listen 127.0.0.1:0            # any free port; the URL is printed\n  \
-    DEHR_LISTEN=127.0.0.1:4000 dehr node --log-format json")]
+    DEHR_LISTEN=127.0.0.1:4000 dehr node --log-format json\n  \
+    dehr node --listen 127.0.0.1:3001 --data-dir ./node-b --peer http://127.0.0.1:3000")]
 pub struct NodeArgs {
     /// Address to listen on, HTTP and WebSocket on the same port. Use 0.0.0.0:PORT to serve a
     /// network; port 0 picks a free port.
@@ -49,6 +50,21 @@ pub struct NodeArgs {
     /// [default: http:// plus the request's Host header]
     #[arg(long, value_name = "URL", value_parser = parse_http_url, env = "DEHR_BASE_URL")]
     pub base_url: Option<String>,
+
+    /// Another node to replicate to, for every person who allowed this node to replicate
+    /// their records (a Messages grant to the node's DID, shown by GET /info); repeat for
+    /// several. Each person's own nodes, from their DID document, are peers anyway.
+    #[arg(long = "peer", value_name = "URL", value_parser = parse_http_url, env = "DEHR_PEERS", value_delimiter = ',')]
+    pub peers: Vec<String>,
+
+    /// Seconds between replication rounds; 0 turns replication off.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 2.0,
+        env = "DEHR_REPLICATE_EVERY"
+    )]
+    pub replicate_every: f64,
 }
 
 fn parse_http_url(input: &str) -> Result<String, String> {
@@ -129,6 +145,12 @@ pub async fn run(args: NodeArgs) -> Result<()> {
     config.max_data_size = args.max_record_size;
     config.did_dht_gateways = args.did_dht_gateways;
     config.base_url = args.base_url;
+    config.peers = args.peers;
+    anyhow::ensure!(
+        args.replicate_every.is_finite() && args.replicate_every >= 0.0,
+        "--replicate-every takes a number of seconds, 0 or more"
+    );
+    config.replicate_interval = std::time::Duration::from_secs_f64(args.replicate_every);
 
     let shutdown = shutdown_signal();
     let node = dehr_node::bind(config).await.map_err(explain)?;

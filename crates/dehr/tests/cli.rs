@@ -33,6 +33,9 @@ fn every_command_has_help_with_an_example() {
         vec!["import", "--help"],
         vec!["export", "--help"],
         vec!["agent", "--help"],
+        vec!["share", "--help"],
+        vec!["revoke", "--help"],
+        vec!["receive", "--help"],
     ] {
         let output = dehr().args(&args).output().expect("runs");
         assert!(output.status.success(), "{args:?}");
@@ -50,6 +53,8 @@ fn every_command_has_help_with_an_example() {
         "--max-record-size",
         "--did-dht-gateway",
         "--log-format",
+        "--peer",
+        "--replicate-every",
     ] {
         assert!(text.contains(option), "node --help lacks {option}");
     }

@@ -1,0 +1,560 @@
+//! Node-to-node replication (docs/replication.md): every node pushes the DWNs of the tenants
+//! that allowed it (a Messages Read grant to the node's DID) to the tenants' other nodes, as
+//! listed in their DID documents, and to any `--peer`.
+//!
+//! * [`NodeIdentity`]: the node's DID (did:jwk, Ed25519) and its data *generation*, a random id
+//!   made with the data directory. `GET /info` shows both; a peer that comes back with a new
+//!   generation lost its data and is sent everything again.
+//! * `POST /dehr/v1/replicate`: a batch of messages (JSON lines `{target, message, data?}`),
+//!   each processed exactly as `POST /` would, answered with one status per line.
+//! * [`Replicator`]: the background task. Per tenant and peer it keeps a cursor (the last
+//!   event-log watermark the peer acknowledged) in the store, so it resumes where it stopped
+//!   after any interruption. Peers without the batch endpoint (dwn-server) get one
+//!   `dwn.processMessage` per message; data too large to inline is streamed the same way.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use dehr_core::jwk::Jwk;
+use dehr_did::DidResolver;
+use dehr_dwn::replication::OutgoingMessage;
+use dehr_store::ReplicationCursor;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::state::AppState;
+
+/// The path of the batch endpoint.
+pub const REPLICATE_PATH: &str = "/dehr/v1/replicate";
+/// What `GET /info` lists in `extensions` when the batch endpoint is served.
+pub const REPLICATION_EXTENSION: &str = "dehr-replication-v1";
+/// Largest batch body accepted.
+const MAX_BATCH_BYTES: usize = 64 << 20;
+/// Messages per batch, and inline data per batch, sent at most.
+const BATCH_MESSAGES: usize = 500;
+const BATCH_DATA_BYTES: usize = 8 << 20;
+/// How long a peer's DID-document listing and `/info` are trusted before asking again.
+const PEER_CACHE: Duration = Duration::from_secs(5);
+
+/// The node's own DID and its data generation, kept in the data directory.
+#[derive(Clone)]
+pub struct NodeIdentity {
+    pub did: String,
+    pub generation: String,
+    /// Kept for pulling from peers under grants (signing MessagesQuery), which follows.
+    #[allow(dead_code)]
+    private_jwk: Jwk,
+}
+
+impl std::fmt::Debug for NodeIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeIdentity")
+            .field("did", &self.did)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IdentityFile {
+    private_jwk: Jwk,
+    generation: String,
+}
+
+impl NodeIdentity {
+    /// The file under the data directory that holds it.
+    pub const FILE: &'static str = "node-identity.json";
+
+    /// Reads the node's identity from `data_dir`, or makes one (a fresh data directory is a
+    /// new generation).
+    pub fn load_or_create(data_dir: &Path) -> std::io::Result<NodeIdentity> {
+        let path = data_dir.join(Self::FILE);
+        let file: IdentityFile = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "{} is damaged ({e}); move it away to give the node a new identity",
+                        path.display()
+                    ),
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut random = [0u8; 16];
+                getrandom::fill(&mut random).map_err(|e| std::io::Error::other(e.to_string()))?;
+                let file = IdentityFile {
+                    private_jwk: dehr_core::crypto::generate_private_jwk(
+                        dehr_core::crypto::KeyType::Ed25519,
+                    ),
+                    generation: dehr_core::encoding::b64url_encode(&random),
+                };
+                let body = serde_json::to_vec_pretty(&file)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                crate::pkarr::write_atomically(data_dir, &path, &body)?;
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+                }
+                file
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(NodeIdentity {
+            did: dehr_did::did_jwk_from_jwk(&file.private_jwk.public()),
+            generation: file.generation,
+            private_jwk: file.private_jwk,
+        })
+    }
+}
+
+/// One line of a batch.
+#[derive(Deserialize)]
+struct BatchItem {
+    target: String,
+    message: Value,
+    /// Record data, base64url.
+    #[serde(default)]
+    data: Option<String>,
+}
+
+/// The batch endpoint's route.
+pub(crate) fn routes() -> axum::Router<Arc<AppState>> {
+    axum::Router::new()
+        .route(REPLICATE_PATH, post(receive_batch))
+        .layer(DefaultBodyLimit::max(MAX_BATCH_BYTES))
+}
+
+/// Processes each line as `POST /` would and answers `[{code, detail}]`, one per line.
+async fn receive_batch(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let mut statuses = Vec::new();
+    for (n, line) in body.split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let item: BatchItem = match serde_json::from_slice(line) {
+            Ok(item) => item,
+            Err(e) => {
+                statuses.push(json!({ "code": 400, "detail": format!("line {}: {e}", n + 1) }));
+                continue;
+            }
+        };
+        let data = match item.data.as_deref().map(dehr_core::encoding::b64url_decode) {
+            None => None,
+            Some(Ok(bytes)) => Some(bytes),
+            Some(Err(e)) => {
+                statuses
+                    .push(json!({ "code": 400, "detail": format!("line {}: data: {e}", n + 1) }));
+                continue;
+            }
+        };
+        let stream = data.map(|bytes| -> dehr_store::DataStream {
+            Box::pin(futures_util::stream::once(
+                async move { Ok(Bytes::from(bytes)) },
+            ))
+        });
+        let reply = state
+            .dwn()
+            .process_message(&item.target, item.message, stream)
+            .await;
+        statuses.push(json!({ "code": reply.status.code, "detail": reply.status.detail }));
+    }
+    (StatusCode::OK, Json(Value::Array(statuses))).into_response()
+}
+
+/// What a peer told about itself.
+#[derive(Clone, Debug)]
+struct PeerInfo {
+    generation: String,
+    batches: bool,
+}
+
+/// Pushes tenants' DWNs to their other nodes; see the module documentation.
+pub struct Replicator {
+    state: Arc<AppState>,
+    resolver: Arc<dyn DidResolver>,
+    identity: NodeIdentity,
+    /// This node's own URLs, never a peer.
+    own_urls: Vec<String>,
+    /// Peers for every tenant that allowed replication, besides its DID document's nodes.
+    static_peers: Vec<String>,
+    interval: Duration,
+    client: reqwest::Client,
+    tenant_peers: HashMap<String, (Instant, Vec<String>)>,
+    peer_info: HashMap<String, (Instant, PeerInfo)>,
+}
+
+impl std::fmt::Debug for Replicator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replicator")
+            .field("identity", &self.identity)
+            .field("static_peers", &self.static_peers)
+            .finish_non_exhaustive()
+    }
+}
+
+fn normalize_url(url: &str) -> String {
+    url.trim_end_matches('/').to_owned()
+}
+
+/// Why one push stopped.
+#[derive(Debug, thiserror::Error)]
+enum PushError {
+    #[error("{0}")]
+    Transport(String),
+    #[error("the peer answered {0}")]
+    Peer(String),
+    #[error(transparent)]
+    Dwn(#[from] dehr_dwn::DwnError),
+    #[error(transparent)]
+    Store(#[from] dehr_store::StoreError),
+}
+
+impl Replicator {
+    pub fn new(
+        state: Arc<AppState>,
+        resolver: Arc<dyn DidResolver>,
+        identity: NodeIdentity,
+        own_urls: Vec<String>,
+        static_peers: Vec<String>,
+        interval: Duration,
+    ) -> Self {
+        Self {
+            state,
+            resolver,
+            identity,
+            own_urls: own_urls.iter().map(|u| normalize_url(u)).collect(),
+            static_peers: static_peers.iter().map(|u| normalize_url(u)).collect(),
+            interval,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .unwrap_or_default(),
+            tenant_peers: HashMap::new(),
+            peer_info: HashMap::new(),
+        }
+    }
+
+    /// Runs rounds every `interval` until `stop` is cancelled.
+    pub async fn run(mut self, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(self.interval) => {}
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = self.round() => {}
+            }
+        }
+    }
+
+    /// One pass over every tenant that allowed replication: returns the messages sent.
+    pub async fn round(&mut self) -> usize {
+        let tenants = match self.state.dwn().store().tenants().await {
+            Ok(tenants) => tenants,
+            Err(e) => {
+                tracing::warn!(error = %e, "replication: cannot list tenants");
+                return 0;
+            }
+        };
+        let now = dehr_core::time::now_timestamp();
+        let mut sent = 0;
+        for tenant in tenants {
+            match self
+                .state
+                .dwn()
+                .replication_grant(&tenant, &self.identity.did, &now)
+                .await
+            {
+                Ok(Some(_)) => {}
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(%tenant, error = %e, "replication: cannot check grants");
+                    continue;
+                }
+            }
+            for peer in self.peers_of(&tenant).await {
+                match self.push(&tenant, &peer).await {
+                    Ok(n) => sent += n,
+                    Err(e) => {
+                        tracing::debug!(%tenant, %peer, error = %e, "replication: push stopped");
+                    }
+                }
+            }
+        }
+        sent
+    }
+
+    /// The tenant's nodes from its DID document, and the static peers, without this node.
+    async fn peers_of(&mut self, tenant: &str) -> Vec<String> {
+        let listed = match self.tenant_peers.get(tenant) {
+            Some((at, peers)) if at.elapsed() < PEER_CACHE => peers.clone(),
+            _ => {
+                let peers = match self.resolver.resolve(tenant).await {
+                    Ok(document) => document
+                        .dwn_endpoints()
+                        .iter()
+                        .map(|u| normalize_url(u))
+                        .collect(),
+                    Err(e) => {
+                        tracing::debug!(%tenant, error = %e, "replication: cannot resolve the tenant");
+                        Vec::new()
+                    }
+                };
+                self.tenant_peers
+                    .insert(tenant.to_owned(), (Instant::now(), peers.clone()));
+                peers
+            }
+        };
+        let mut peers: Vec<String> = listed
+            .into_iter()
+            .chain(self.static_peers.iter().cloned())
+            .filter(|p| !self.own_urls.contains(p))
+            .collect();
+        peers.sort();
+        peers.dedup();
+        peers
+    }
+
+    async fn info_of(&mut self, peer: &str) -> Result<PeerInfo, PushError> {
+        if let Some((at, info)) = self.peer_info.get(peer)
+            && at.elapsed() < PEER_CACHE
+        {
+            return Ok(info.clone());
+        }
+        let info: Value = self
+            .client
+            .get(format!("{peer}/info"))
+            .send()
+            .await
+            .map_err(|e| PushError::Transport(e.to_string()))?
+            .json()
+            .await
+            .map_err(|e| PushError::Transport(e.to_string()))?;
+        let info = PeerInfo {
+            // A peer without generations (dwn-server) never says it lost its data.
+            generation: info
+                .get("generation")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            batches: info
+                .get("extensions")
+                .and_then(Value::as_array)
+                .is_some_and(|e| e.iter().any(|x| x == REPLICATION_EXTENSION)),
+        };
+        self.peer_info
+            .insert(peer.to_owned(), (Instant::now(), info.clone()));
+        Ok(info)
+    }
+
+    /// Sends `peer` every message of `tenant` it has not acknowledged; returns how many.
+    async fn push(&mut self, tenant: &str, peer: &str) -> Result<usize, PushError> {
+        let info = self.info_of(peer).await?;
+        let store = self.state.dwn().store().clone();
+        let mut cursor = match store.replication_cursor(tenant, peer).await? {
+            Some(cursor) if cursor.generation == info.generation => cursor,
+            // New, or the peer lost its data: from the start.
+            _ => ReplicationCursor {
+                generation: info.generation.clone(),
+                watermark: 0,
+            },
+        };
+        let mut sent = 0;
+        let mut first = true;
+        loop {
+            let batch = self
+                .state
+                .dwn()
+                .outgoing(tenant, cursor.watermark, BATCH_MESSAGES)
+                .await?;
+            let Some(last) = batch.last().map(|m| m.watermark) else {
+                break;
+            };
+            if first {
+                // The peer must resolve the tenant's DID to check the messages' signatures:
+                // a did:dht document goes along (every node is a did:dht relay).
+                self.push_did_document(tenant, peer).await;
+                first = false;
+            }
+            let mut pending: Vec<&OutgoingMessage> = Vec::new();
+            let mut pending_bytes = 0;
+            for message in &batch {
+                let inline = message.data.as_ref().map_or(0, Vec::len);
+                if message.large_data || !info.batches || pending_bytes + inline > BATCH_DATA_BYTES
+                {
+                    self.send_batch(tenant, peer, &pending).await?;
+                    sent += pending.len();
+                    pending.clear();
+                    pending_bytes = 0;
+                }
+                if message.large_data || !info.batches {
+                    self.send_one(tenant, peer, message).await?;
+                    sent += 1;
+                } else {
+                    pending_bytes += inline;
+                    pending.push(message);
+                }
+            }
+            self.send_batch(tenant, peer, &pending).await?;
+            sent += pending.len();
+            cursor.watermark = last;
+            store.set_replication_cursor(tenant, peer, &cursor).await?;
+        }
+        if sent > 0 {
+            tracing::info!(%tenant, %peer, messages = sent, "replicated");
+        }
+        Ok(sent)
+    }
+
+    /// Sends the tenant's signed did:dht packet from this node's relay to the peer's relay.
+    async fn push_did_document(&self, tenant: &str, peer: &str) {
+        let (Some(id), Some(relay)) = (tenant.strip_prefix("did:dht:"), self.state.pkarr()) else {
+            return;
+        };
+        let Ok(Some(packet)) = relay.get(id).await else {
+            return;
+        };
+        if let Err(e) = self
+            .client
+            .put(format!("{peer}/{id}"))
+            .header("content-type", "application/pkarr.org/relays#payload")
+            .body(packet)
+            .send()
+            .await
+        {
+            tracing::debug!(%tenant, %peer, error = %e, "replication: DID document not sent");
+        }
+    }
+
+    /// Whether a peer's status means the message is there now (or can never be: a refusal
+    /// that repeating would not change is logged and passed over, so one bad message cannot
+    /// stop a tenant's replication for good).
+    fn settled(tenant: &str, peer: &str, message_cid: &str, code: u64, detail: &str) -> bool {
+        match code {
+            200..=299 | 409 => true,
+            // 404 answers a RecordsDelete of a record the peer never had.
+            400..=499 if code != 401 && code != 429 => {
+                tracing::warn!(%tenant, %peer, message = message_cid, code, detail, "replication: the peer refused a message");
+                true
+            }
+            _ => false,
+        }
+    }
+
+    async fn send_batch(
+        &self,
+        tenant: &str,
+        peer: &str,
+        messages: &[&OutgoingMessage],
+    ) -> Result<(), PushError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut body = Vec::new();
+        for message in messages {
+            let mut line = json!({ "target": tenant, "message": message.message });
+            if let Some(data) = &message.data {
+                line["data"] = json!(dehr_core::encoding::b64url_encode(data));
+            }
+            serde_json::to_writer(&mut body, &line)
+                .map_err(|e| PushError::Transport(e.to_string()))?;
+            body.push(b'\n');
+        }
+        let response = self
+            .client
+            .post(format!("{peer}{REPLICATE_PATH}"))
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| PushError::Transport(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(PushError::Peer(response.status().to_string()));
+        }
+        let statuses: Vec<Value> = response
+            .json()
+            .await
+            .map_err(|e| PushError::Transport(e.to_string()))?;
+        if statuses.len() != messages.len() {
+            return Err(PushError::Peer(format!(
+                "{} statuses for {} messages",
+                statuses.len(),
+                messages.len()
+            )));
+        }
+        for (message, status) in messages.iter().zip(&statuses) {
+            let code = status.get("code").and_then(Value::as_u64).unwrap_or(500);
+            let detail = status.get("detail").and_then(Value::as_str).unwrap_or("");
+            if !Self::settled(tenant, peer, &message.message_cid, code, detail) {
+                return Err(PushError::Peer(format!("{code} {detail}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one message the way any client does: `dwn.processMessage` over `POST /`, data
+    /// streamed as the body.
+    async fn send_one(
+        &self,
+        tenant: &str,
+        peer: &str,
+        message: &OutgoingMessage,
+    ) -> Result<(), PushError> {
+        let request = json!({
+            "jsonrpc": "2.0",
+            "id": message.message_cid,
+            "method": "dwn.processMessage",
+            "params": { "target": tenant, "message": message.message },
+        });
+        let mut http = self
+            .client
+            .post(format!("{peer}/"))
+            .header(crate::DWN_REQUEST, request.to_string())
+            .header("content-type", "application/octet-stream");
+        if let Some(data) = &message.data {
+            http = http.body(data.clone());
+        } else if message.large_data
+            && let Some(stream) = self
+                .state
+                .dwn()
+                .record_data(tenant, &message.message)
+                .await?
+        {
+            http = http.body(reqwest::Body::wrap_stream(stream));
+        }
+        let response = http
+            .send()
+            .await
+            .map_err(|e| PushError::Transport(e.to_string()))?;
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|e| PushError::Transport(e.to_string()))?;
+        let status = body.pointer("/result/reply/status");
+        let code = status
+            .and_then(|s| s.get("code"))
+            .and_then(Value::as_u64)
+            .unwrap_or(500);
+        let detail = status
+            .and_then(|s| s.get("detail"))
+            .and_then(Value::as_str)
+            .unwrap_or("no reply");
+        if Self::settled(tenant, peer, &message.message_cid, code, detail) {
+            Ok(())
+        } else {
+            Err(PushError::Peer(format!("{code} {detail}")))
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! Replication between three `dehr node` processes on 127.0.0.1: a person whose DID lists all
+//! three writes through the CLI; writes go on while a node is down; a node killed with
+//! `kill -9` (idle, or in the middle of catching up) catches up when restarted; a node whose
+//! data directory is lost is rebuilt from its peers. At every step all three nodes end up with
+//! exactly the same message CIDs, and every record written is there.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dehr_agent::{Agent, AgentConfig, Passphrase};
+
+const PASSPHRASE: &str = "replication test passphrase";
+/// Nothing may reach a public did:dht gateway.
+const NO_GATEWAY: &str = "http://127.0.0.1:9";
+
+fn fixtures() -> PathBuf {
+    let dir = std::env::var_os("DEHR_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+        });
+    assert!(
+        dir.join("fhir-r4").is_dir(),
+        "fixtures not found at {}: set DEHR_FIXTURES",
+        dir.display()
+    );
+    dir
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One node process on a fixed port, so its URL (in the person's DID document) survives
+/// restarts.
+struct NodeProcess {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl NodeProcess {
+    fn new(dir: PathBuf) -> Self {
+        let mut node = Self {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        node.start();
+        node
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn start(&mut self) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dehr"))
+            .env("RUST_LOG", "warn")
+            .args(["node", "--listen", &format!("127.0.0.1:{}", self.port)])
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(["--replicate-every", "0.2", "--did-dht-gateway", NO_GATEWAY])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.contains("listening"), "{line}");
+        self.child = Some(child);
+    }
+
+    /// `kill -9`: no shutdown, no flush beyond what was acknowledged.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn dehr(home: &Path, gateway: &str, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_dehr"))
+        .env("RUST_LOG", "warn")
+        .env("DEHR_HOME", home)
+        .env("DEHR_PASSPHRASE", PASSPHRASE)
+        .env("DEHR_DID_DHT_GATEWAYS", gateway)
+        .env(
+            "DEHR_FHIR_DEFINITIONS",
+            fixtures().join("fhir-r4/definitions"),
+        )
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "dehr {args:?}: {stderr}");
+    stderr + &String::from_utf8_lossy(&output.stdout)
+}
+
+/// `count` Observations numbered from `first`, as an NDJSON file.
+fn observations(dir: &Path, first: usize, count: usize) -> PathBuf {
+    let path = dir.join(format!("obs-{first}.ndjson"));
+    let lines: String = (first..first + count)
+        .map(|i| {
+            format!(
+                "{}\n",
+                serde_json::json!({
+                    "resourceType": "Observation", "id": format!("o{i}"), "status": "final",
+                    "code": { "text": format!("reading {i}") },
+                    "valueQuantity": { "value": i, "unit": "mmol/L" }
+                })
+            )
+        })
+        .collect();
+    std::fs::write(&path, lines).unwrap();
+    path
+}
+
+/// The message CIDs `node` holds for the person, by an owner-signed MessagesQuery.
+async fn message_cids(home: &Path, did: &str, node: &str) -> Option<BTreeSet<String>> {
+    let mut config = AgentConfig::new(home);
+    config.gateways = vec![node.to_owned()];
+    let agent = Agent::open(config, &Passphrase::new(PASSPHRASE)).unwrap();
+    let identity = agent.identity("alice").unwrap();
+    let signer = identity.keys.signer(did).unwrap();
+    let query = dehr_dwn::builders::messages_query(Vec::new(), None, &signer, None).unwrap();
+    let reply = agent.client().send_to(node, did, &query, None).await.ok()?;
+    if !reply.is_success() {
+        return None;
+    }
+    Some(
+        reply.body["entries"]
+            .as_array()?
+            .iter()
+            .filter_map(|e| e.as_str().map(str::to_owned))
+            .collect(),
+    )
+}
+
+/// Waits until every node in `nodes` holds the same message CIDs, at least `at_least` of them.
+async fn converged(home: &Path, did: &str, nodes: &[&NodeProcess], at_least: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let mut sets = Vec::new();
+        for node in nodes {
+            sets.push(message_cids(home, did, &node.url()).await);
+        }
+        if let Some(Some(first)) = sets.first()
+            && first.len() >= at_least
+            && sets.iter().all(|s| s.as_ref() == Some(first))
+        {
+            return first.len();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nodes did not converge: {:?}",
+            sets.iter()
+                .map(|s| s.as_ref().map(BTreeSet::len))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_replicate_and_survive_losing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = NodeProcess::new(dir.path().join("a"));
+    let b = NodeProcess::new(dir.path().join("b"));
+    let mut c = NodeProcess::new(dir.path().join("c"));
+    let home = dir.path().join("home");
+    let created = dehr(
+        &home,
+        &a.url(),
+        &[
+            "identity",
+            "create",
+            "--name",
+            "alice",
+            "--role",
+            "patient",
+            "--node",
+            &a.url(),
+            "--node",
+            &b.url(),
+            "--node",
+            &c.url(),
+        ],
+    );
+    assert_eq!(
+        created.matches("replication by").count(),
+        3,
+        "every node may replicate: {created}"
+    );
+    let did = created
+        .split_whitespace()
+        .find(|w| w.starts_with("did:dht:"))
+        .unwrap()
+        .to_owned();
+
+    // Written through the first node; all three end up with the same messages.
+    let first = observations(dir.path(), 0, 20);
+    dehr(
+        &home,
+        &a.url(),
+        &["import", "--identity", "alice", first.to_str().unwrap()],
+    );
+    let mut expected = 21; // 20 records and their Provenance, at least
+    let held = converged(&home, &did, &[&a, &b, &c], expected).await;
+
+    // The first node is down: the writes go to the next, and it catches up when back.
+    a.kill();
+    let second = observations(dir.path(), 20, 20);
+    dehr(
+        &home,
+        &b.url(),
+        &["import", "--identity", "alice", second.to_str().unwrap()],
+    );
+    expected = held + 21;
+    converged(&home, &did, &[&b, &c], expected).await;
+    a.start();
+    let held = converged(&home, &did, &[&a, &b, &c], expected).await;
+
+    // Killed in the middle of catching up, and restarted: it finishes.
+    c.kill();
+    let third = observations(dir.path(), 40, 200);
+    dehr(
+        &home,
+        &a.url(),
+        &["import", "--identity", "alice", third.to_str().unwrap()],
+    );
+    expected = held + 201;
+    converged(&home, &did, &[&a, &b], expected).await;
+    c.start();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.kill();
+    c.start();
+    let held = converged(&home, &did, &[&a, &b, &c], expected).await;
+
+    // Its data directory is lost: rebuilt from the peers.
+    c.kill();
+    std::fs::remove_dir_all(&c.dir).unwrap();
+    c.start();
+    let rebuilt = converged(&home, &did, &[&a, &b, &c], held).await;
+    assert_eq!(rebuilt, held);
+
+    // Every record written is on the rebuilt node itself.
+    let mut config = AgentConfig::new(&home);
+    config.gateways = vec![c.url()];
+    let agent = Agent::open(config, &Passphrase::new(PASSPHRASE)).unwrap();
+    let signer = agent.identity("alice").unwrap().keys.signer(&did).unwrap();
+    let query = dehr_dwn::builders::records_query(
+        dehr_dwn::filter::RecordsFilter {
+            protocol: Some(dehr_health::protocol::HEALTH_RECORD_PROTOCOL.to_owned()),
+            protocol_path: Some("observations".into()),
+            ..Default::default()
+        },
+        None,
+        None,
+        Some(&signer),
+    )
+    .unwrap();
+    let reply = agent
+        .client()
+        .send_to(&c.url(), &did, &query, None)
+        .await
+        .unwrap();
+    assert_eq!(reply.body["entries"].as_array().map(Vec::len), Some(240));
+}
