@@ -181,6 +181,122 @@ async fn converged(home: &Path, did: &str, nodes: &[&NodeProcess], at_least: usi
     }
 }
 
+/// Sends an owner-signed message (with data) straight to one node.
+async fn send_to(
+    home: &Path,
+    node: &str,
+    did: &str,
+    message: &impl serde::Serialize,
+    data: Option<&[u8]>,
+) -> u16 {
+    let mut config = AgentConfig::new(home);
+    config.gateways = vec![node.to_owned()];
+    let agent = Agent::open(config, &Passphrase::new(PASSPHRASE)).unwrap();
+    agent
+        .client()
+        .send_to(
+            node,
+            did,
+            message,
+            data.map(|d| bytes::Bytes::copy_from_slice(d)),
+        )
+        .await
+        .unwrap()
+        .status
+}
+
+/// The data of `record_id` on `node`, or the status when it cannot be read.
+async fn read_on(home: &Path, node: &str, did: &str, record_id: &str) -> Result<Vec<u8>, u16> {
+    let mut config = AgentConfig::new(home);
+    config.gateways = vec![node.to_owned()];
+    let agent = Agent::open(config, &Passphrase::new(PASSPHRASE)).unwrap();
+    let signer = agent.identity("alice").unwrap().keys.signer(did).unwrap();
+    let read = dehr_dwn::builders::records_read(
+        dehr_dwn::filter::RecordsFilter {
+            record_id: Some(record_id.to_owned()),
+            ..Default::default()
+        },
+        Some(&signer),
+    )
+    .unwrap();
+    let reply = agent
+        .client()
+        .send_to(node, did, &read, None)
+        .await
+        .unwrap();
+    if reply.is_success() {
+        Ok(reply.data.map(|d| d.to_vec()).unwrap_or_default())
+    } else {
+        Err(reply.status)
+    }
+}
+
+async fn conflicts_and_deletes(
+    home: &Path,
+    did: &str,
+    a: &NodeProcess,
+    b: &NodeProcess,
+    c: &mut NodeProcess,
+    held: usize,
+) -> usize {
+    let signer = {
+        let agent = Agent::open(AgentConfig::new(home), &Passphrase::new(PASSPHRASE)).unwrap();
+        agent.identity("alice").unwrap().keys.signer(did).unwrap()
+    };
+    let options = dehr_dwn::builders::WriteOptions {
+        schema: Some("https://example.org/note".into()),
+        ..dehr_dwn::builders::WriteOptions::for_data(b"v0", "text/plain")
+    };
+    let initial = dehr_dwn::builders::records_write(options, &signer).unwrap();
+    assert_eq!(
+        send_to(home, &a.url(), did, &initial, Some(b"v0")).await,
+        202
+    );
+    let held = converged(home, did, &[a, b, c], held + 1).await;
+
+    c.kill();
+    let update = |data: &[u8]| {
+        dehr_dwn::builders::records_write_update(
+            &initial,
+            dehr_core::cid::data_cid(data),
+            data.len() as u64,
+            None,
+            &signer,
+        )
+        .unwrap()
+    };
+    let older = update(b"v1");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let newer = update(b"v2");
+    // Two updates through two nodes while C is away: C gets both from its peers, in either
+    // order, and keeps the newer, as A and B do.
+    assert_eq!(send_to(home, &a.url(), did, &older, Some(b"v1")).await, 202);
+    assert_eq!(send_to(home, &b.url(), did, &newer, Some(b"v2")).await, 202);
+    c.start();
+    let held = converged(home, did, &[a, b, c], held).await;
+    for node in [a, b, &*c] {
+        assert_eq!(
+            read_on(home, &node.url(), did, &initial.record_id).await,
+            Ok(b"v2".to_vec()),
+            "{}",
+            node.url()
+        );
+    }
+
+    let delete = dehr_dwn::builders::records_delete(&initial.record_id, false, &signer).unwrap();
+    assert_eq!(send_to(home, &b.url(), did, &delete, None).await, 202);
+    let held = converged(home, did, &[a, b, c], held).await;
+    for node in [a, b, &*c] {
+        assert_eq!(
+            read_on(home, &node.url(), did, &initial.record_id).await,
+            Err(404),
+            "{}",
+            node.url()
+        );
+    }
+    held
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_replicate_and_survive_losing_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -226,6 +342,10 @@ async fn three_nodes_replicate_and_survive_losing_one() {
     );
     let mut expected = 21; // 20 records and their Provenance, at least
     let held = converged(&home, &did, &[&a, &b, &c], expected).await;
+
+    // Conflicting updates while a node is away settle by the DWN rule (the newest wins) on
+    // every node, and a delete reaches every node.
+    let held = conflicts_and_deletes(&home, &did, &a, &b, &mut c, held).await;
 
     // The first node is down: the writes go to the next, and it catches up when back.
     a.kill();
