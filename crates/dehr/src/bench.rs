@@ -61,6 +61,10 @@ pub struct BenchArgs {
     /// the agent's FHIR API (needs --fhir-definitions).
     #[arg(long, value_name = "N", requires = "fhir_definitions")]
     pub fhir_search: Option<usize>,
+    /// Measure replication instead: this many 1 KB records copied from one node to another,
+    /// DeHR's batched push against the web5-js way (one MessagesRead per message).
+    #[arg(long, value_name = "N")]
+    pub replication: Option<usize>,
     /// The official FHIR R4 definitions (for `--import` and `--fhir-search`).
     #[arg(long, value_name = "DIR", env = "DEHR_FHIR_DEFINITIONS")]
     pub fhir_definitions: Option<PathBuf>,
@@ -107,12 +111,12 @@ pub fn observation(i: usize) -> Vec<u8> {
     bytes
 }
 
-struct Owner {
-    did: String,
-    signer: PrivateKeySigner,
+pub(crate) struct Owner {
+    pub(crate) did: String,
+    pub(crate) signer: PrivateKeySigner,
 }
 
-fn new_owner() -> Result<Owner> {
+pub(crate) fn new_owner() -> Result<Owner> {
     let private = generate_private_jwk(KeyType::Ed25519);
     let did = dehr_did::did_jwk_from_jwk(&private.public());
     let signer = PrivateKeySigner::new(format!("{did}#0"), private).context("making a signer")?;
@@ -120,7 +124,7 @@ fn new_owner() -> Result<Owner> {
 }
 
 /// Signed writes with their data, ready to send; flat records, or records of [`PROTOCOL`].
-fn signed_writes(
+pub(crate) fn signed_writes(
     owner: &Owner,
     count: usize,
     offset: usize,
@@ -142,7 +146,7 @@ fn signed_writes(
         .collect()
 }
 
-fn one_chunk(data: Vec<u8>) -> dehr_store::DataStream {
+pub(crate) fn one_chunk(data: Vec<u8>) -> dehr_store::DataStream {
     Box::pin(futures_util::stream::once(async move {
         Ok(bytes::Bytes::from(data))
     }))
@@ -178,7 +182,7 @@ fn verification_bound() -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-async fn writes_in_process(
+pub(crate) async fn writes_in_process(
     dwn: &Arc<Dwn>,
     owner: &Owner,
     writes: Vec<(Value, Vec<u8>)>,
@@ -485,6 +489,13 @@ async fn query_workloads(n: usize, args: &BenchArgs) -> Result<Vec<Latency>> {
 }
 
 pub async fn run(args: BenchArgs) -> Result<()> {
+    if let Some(n) = args.replication {
+        let figures = crate::bench_replication::run(n, args.clients).await?;
+        if let Some(path) = &args.json {
+            std::fs::write(path, serde_json::to_vec_pretty(&figures)?)?;
+        }
+        return Ok(());
+    }
     if let (Some(n), Some(definitions)) = (args.fhir_search, &args.fhir_definitions) {
         let figures = crate::bench_import::run_search(definitions, n, args.queries).await?;
         if let Some(path) = &args.json {

@@ -8,6 +8,7 @@
 mod agent_serve;
 mod bench;
 mod bench_import;
+mod bench_replication;
 mod client_check;
 mod encryption_vectors;
 mod export;
