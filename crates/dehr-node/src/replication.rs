@@ -27,6 +27,7 @@ use dehr_core::jwk::Jwk;
 use dehr_did::DidResolver;
 use dehr_dwn::replication::OutgoingMessage;
 use dehr_store::ReplicationCursor;
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -135,17 +136,66 @@ pub(crate) fn routes() -> axum::Router<Arc<AppState>> {
         .layer(DefaultBodyLimit::max(MAX_BATCH_BYTES))
 }
 
+/// A parsed line of a batch.
+struct Incoming {
+    target: String,
+    message: Value,
+    data: Option<Vec<u8>>,
+}
+
+impl Incoming {
+    /// The record a Records message is about; `None` for other interfaces.
+    fn record_id(&self) -> Option<&str> {
+        if self.message.pointer("/descriptor/interface") != Some(&json!("Records")) {
+            return None;
+        }
+        self.message
+            .get("recordId")
+            .or_else(|| self.message.pointer("/descriptor/recordId"))
+            .and_then(Value::as_str)
+    }
+
+    async fn process(&self, state: &AppState) -> (u16, String) {
+        let stream = self.data.clone().map(|bytes| -> dehr_store::DataStream {
+            Box::pin(futures_util::stream::once(
+                async move { Ok(Bytes::from(bytes)) },
+            ))
+        });
+        let reply = state
+            .dwn()
+            .process_message(&self.target, self.message.clone(), stream)
+            .await;
+        (reply.status.code, reply.status.detail)
+    }
+}
+
+/// Records processed at once in a batch.
+const BATCH_CONCURRENCY: usize = 8;
+
+fn taken(code: u16) -> bool {
+    (200..300).contains(&code) || code == 409
+}
+
 /// Processes each line as `POST /` would and answers `[{code, detail}]`, one per line.
+///
+/// Faster than one by one, and with the same outcome: messages that are not about a record
+/// (protocol configurations) go first, in order; then the records, each record's messages in
+/// order but different records at the same time; then every message that was refused is tried
+/// again, one by one in the batch's order, so one that needed another record of the batch (a
+/// parent, a grant) finds it there. A refused message changes nothing, so trying again is safe.
 async fn receive_batch(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
-    let mut statuses = Vec::new();
+    let mut statuses: Vec<Option<(u16, String)>> = Vec::new();
+    let mut items: Vec<(usize, Incoming)> = Vec::new();
     for (n, line) in body.split(|b| *b == b'\n').enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
+        let at = statuses.len();
+        statuses.push(None);
         let item: BatchItem = match serde_json::from_slice(line) {
             Ok(item) => item,
             Err(e) => {
-                statuses.push(json!({ "code": 400, "detail": format!("line {}: {e}", n + 1) }));
+                statuses[at] = Some((400, format!("line {}: {e}", n + 1)));
                 continue;
             }
         };
@@ -153,22 +203,68 @@ async fn receive_batch(State(state): State<Arc<AppState>>, body: Bytes) -> Respo
             None => None,
             Some(Ok(bytes)) => Some(bytes),
             Some(Err(e)) => {
-                statuses
-                    .push(json!({ "code": 400, "detail": format!("line {}: data: {e}", n + 1) }));
+                statuses[at] = Some((400, format!("line {}: data: {e}", n + 1)));
                 continue;
             }
         };
-        let stream = data.map(|bytes| -> dehr_store::DataStream {
-            Box::pin(futures_util::stream::once(
-                async move { Ok(Bytes::from(bytes)) },
-            ))
-        });
-        let reply = state
-            .dwn()
-            .process_message(&item.target, item.message, stream)
-            .await;
-        statuses.push(json!({ "code": reply.status.code, "detail": reply.status.detail }));
+        items.push((
+            at,
+            Incoming {
+                target: item.target,
+                message: item.message,
+                data,
+            },
+        ));
     }
+
+    let mut by_record: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut record_of: HashMap<String, usize> = HashMap::new();
+    for (i, (at, item)) in items.iter().enumerate() {
+        match item.record_id() {
+            None => statuses[*at] = Some(item.process(&state).await),
+            Some(record) => {
+                let key = format!("{}\u{0}{record}", item.target);
+                let group = *record_of.entry(key.clone()).or_insert_with(|| {
+                    by_record.push((key, Vec::new()));
+                    by_record.len() - 1
+                });
+                by_record[group].1.push(i);
+            }
+        }
+    }
+    let items = &items;
+    let state_ref = &*state;
+    let results: Vec<Vec<(usize, (u16, String))>> =
+        futures_util::stream::iter(by_record.into_iter().map(|(_, members)| async move {
+            let mut out = Vec::with_capacity(members.len());
+            for i in members {
+                let (at, item) = &items[i];
+                out.push((*at, item.process(state_ref).await));
+            }
+            out
+        }))
+        .buffer_unordered(BATCH_CONCURRENCY)
+        .collect()
+        .await;
+    for (at, status) in results.into_iter().flatten() {
+        statuses[at] = Some(status);
+    }
+    for (at, item) in items {
+        if statuses[*at]
+            .as_ref()
+            .is_some_and(|(code, _)| !taken(*code))
+            && item.record_id().is_some()
+        {
+            statuses[*at] = Some(item.process(&state).await);
+        }
+    }
+    let statuses: Vec<Value> = statuses
+        .into_iter()
+        .map(|s| {
+            let (code, detail) = s.unwrap_or((500, "not processed".into()));
+            json!({ "code": code, "detail": detail })
+        })
+        .collect();
     (StatusCode::OK, Json(Value::Array(statuses))).into_response()
 }
 

@@ -114,13 +114,20 @@ pub fn observation(i: usize) -> Vec<u8> {
 pub(crate) struct Owner {
     pub(crate) did: String,
     pub(crate) signer: PrivateKeySigner,
+    /// For the reference scripts, which sign as the same owner.
+    pub(crate) private_jwk: dehr_core::jwk::Jwk,
 }
 
 pub(crate) fn new_owner() -> Result<Owner> {
     let private = generate_private_jwk(KeyType::Ed25519);
     let did = dehr_did::did_jwk_from_jwk(&private.public());
-    let signer = PrivateKeySigner::new(format!("{did}#0"), private).context("making a signer")?;
-    Ok(Owner { did, signer })
+    let signer =
+        PrivateKeySigner::new(format!("{did}#0"), private.clone()).context("making a signer")?;
+    Ok(Owner {
+        did,
+        signer,
+        private_jwk: private,
+    })
 }
 
 /// Signed writes with their data, ready to send; flat records, or records of [`PROTOCOL`].
@@ -490,7 +497,7 @@ async fn query_workloads(n: usize, args: &BenchArgs) -> Result<Vec<Latency>> {
 
 pub async fn run(args: BenchArgs) -> Result<()> {
     if let Some(n) = args.replication {
-        let figures = crate::bench_replication::run(n, args.clients).await?;
+        let figures = crate::bench_replication::run(n, args.clients, args.reference).await?;
         if let Some(path) = &args.json {
             std::fs::write(path, serde_json::to_vec_pretty(&figures)?)?;
         }

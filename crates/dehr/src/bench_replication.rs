@@ -17,6 +17,37 @@ use serde_json::{Value, json};
 
 use crate::bench::{Owner, new_owner, one_chunk, signed_writes, writes_in_process};
 
+/// Messages the dwn-sdk-js pull copies.
+const REFERENCE_SAMPLE: usize = 2000;
+
+/// Runs interop/bench/sync-pull.mjs against `source` and returns its JSON figures.
+async fn reference_pull(source: &str, owner: &Owner, limit: usize) -> Result<Value> {
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../interop/bench/sync-pull.mjs");
+    let output = tokio::process::Command::new("node")
+        .arg(&script)
+        .args([
+            "--source",
+            source,
+            "--did",
+            &owner.did,
+            "--limit",
+            &limit.to_string(),
+        ])
+        .arg("--jwk")
+        .arg(serde_json::to_string(&owner.private_jwk)?)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await
+        .context("running node")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "sync-pull.mjs exited with {}",
+        output.status
+    );
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
+
 async fn start_node(dir: &std::path::Path) -> Result<(Arc<dehr_node::AppState>, String)> {
     let mut config = dehr_node::NodeConfig::new(dir);
     config.listen = "127.0.0.1:0".parse()?;
@@ -42,7 +73,7 @@ async fn held(client: &dehr_agent::client::DwnClient, node: &str, owner: &Owner)
     Ok(reply.body["entries"].as_array().map_or(0, Vec::len))
 }
 
-pub async fn run(n: usize, clients: usize) -> Result<Value> {
+pub async fn run(n: usize, clients: usize, reference: bool) -> Result<Value> {
     let temp = tempfile::tempdir()?;
     let (source, source_url) = start_node(&temp.path().join("source")).await?;
     let (_, pushed_url) = start_node(&temp.path().join("pushed")).await?;
@@ -152,13 +183,40 @@ pub async fn run(n: usize, clients: usize) -> Result<Value> {
     let pulled = held(&client, &pulled_url, &owner).await?;
     anyhow::ensure!(pulled == total, "the web5-js way left {pulled} of {total}");
 
+    // The same pull into dwn-sdk-js, as web5-js does it. dwn-sdk-js takes a few hundred
+    // messages a second, so it copies a sample.
+    let reference = if reference {
+        eprintln!("replicating the web5-js way into dwn-sdk-js 0.5.2 (a sample)…");
+        match reference_pull(&source_url, &owner, total.min(REFERENCE_SAMPLE)).await {
+            Ok(figures) => Some(figures),
+            Err(e) => {
+                println!("reference run failed: {e:#} (run `npm ci` in interop/ first)");
+                None
+            }
+        }
+    } else {
+        None
+    };
+
     let push_rate = total as f64 / push_seconds;
     let pull_rate = total as f64 / pull_seconds;
     println!("replicating {total} messages (1 KB records) between two nodes on 127.0.0.1:");
     println!("  DeHR batched push:      {push_seconds:.1} s, {push_rate:.0} messages/s");
     println!("  web5-js way (per message): {pull_seconds:.1} s, {pull_rate:.0} messages/s");
     println!("  ratio: {:.1}x", push_rate / pull_rate);
+    let reference_rate = reference
+        .as_ref()
+        .and_then(|r| r.get("perSecond"))
+        .and_then(Value::as_f64);
+    if let (Some(rate), Some(figures)) = (reference_rate, &reference) {
+        println!(
+            "  web5-js way into dwn-sdk-js 0.5.2 ({} messages): {rate:.0} messages/s; DeHR is {:.1}x faster",
+            figures["messages"],
+            push_rate / rate
+        );
+    }
     Ok(json!({
+        "reference": reference,
         "messages": total,
         "dehrSeconds": push_seconds,
         "dehrPerSecond": push_rate,
