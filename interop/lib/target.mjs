@@ -53,11 +53,11 @@ export function dehrBin() {
   return bin;
 }
 
-function dehrCommand(port, dataDir) {
+function dehrCommand(port, dataDir, extraArgs = []) {
   const bin = dehrBin();
   return {
     command: bin,
-    args: ['node', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir],
+    args: ['node', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, ...extraArgs],
     options: { cwd: dataDir, env: childEnv({ RUST_LOG: process.env.RUST_LOG ?? 'warn' }) },
   };
 }
@@ -81,11 +81,11 @@ function dwnServerCommand(port, dataDir) {
   };
 }
 
-async function waitForHealth(url, child, output) {
+async function waitForHealth(kind, url, child, output) {
   const deadline = Date.now() + STARTUP_TIMEOUT_MS;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`${targetKind} exited during startup (${child.exitCode ?? child.signalCode}):\n${output()}`);
+      throw new Error(`${kind} exited during startup (${child.exitCode ?? child.signalCode}):\n${output()}`);
     }
     try {
       const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) });
@@ -95,7 +95,7 @@ async function waitForHealth(url, child, output) {
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  throw new Error(`${targetKind} did not answer /health within ${STARTUP_TIMEOUT_MS} ms:\n${output()}`);
+  throw new Error(`${kind} did not answer /health within ${STARTUP_TIMEOUT_MS} ms:\n${output()}`);
 }
 
 /**
@@ -103,10 +103,18 @@ async function waitForHealth(url, child, output) {
  * @returns {{kind, url, wsUrl, port, output: () => string, stop: () => Promise<void>}}
  */
 export async function startTarget() {
-  if (isDehr) dehrBin(); // fail before creating anything
+  return startServer(targetKind);
+}
+
+/**
+ * Starts a node of either kind, whatever the target (tests of the two side by side), with
+ * extra command-line arguments for dehr.
+ */
+export async function startServer(kind, { dehrArgs = [] } = {}) {
+  if (kind === 'dehr') dehrBin(); // fail before creating anything
   const port = await freePort();
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), `interop-${targetKind}-`));
-  const { command, args, options } = isDehr ? dehrCommand(port, dataDir) : dwnServerCommand(port, dataDir);
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), `interop-${kind}-`));
+  const { command, args, options } = kind === 'dehr' ? dehrCommand(port, dataDir, dehrArgs) : dwnServerCommand(port, dataDir);
 
   const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
   // Keep the last bit of the child's output for error messages; never let it fill a pipe.
@@ -134,10 +142,10 @@ export async function startTarget() {
   };
 
   try {
-    await waitForHealth(url, child, output);
+    await waitForHealth(kind, url, child, output);
   } catch (error) {
     await stop();
     throw error;
   }
-  return { kind: targetKind, url, wsUrl: `ws://127.0.0.1:${port}`, port, output, stop };
+  return { kind, url, wsUrl: `ws://127.0.0.1:${port}`, port, output, stop };
 }

@@ -42,12 +42,14 @@ impl std::fmt::Debug for OutgoingMessage {
 }
 
 impl Dwn {
-    /// The id of a grant by which `tenant` lets `grantee` (a node's DID) read its messages:
-    /// a Messages Read grant, not expired, not revoked. `None` if there is none.
+    /// The id of a grant by which `tenant` lets `grantee` (a node's DID) use `method` (`Read`
+    /// or `Query`) of the Messages interface on all its messages: not expired, not revoked,
+    /// no protocol in the scope. `None` if there is none.
     pub async fn replication_grant(
         &self,
         tenant: &str,
         grantee: &str,
+        method: &str,
         now: &str,
     ) -> Result<Option<String>, DwnError> {
         let filter = Filter::new()
@@ -78,7 +80,7 @@ impl Dwn {
                         grantee,
                         grantor: tenant,
                         interface: "Messages",
-                        method: "Read",
+                        method,
                         message_timestamp: now,
                     },
                 )

@@ -51,8 +51,7 @@ const PEER_CACHE: Duration = Duration::from_secs(5);
 pub struct NodeIdentity {
     pub did: String,
     pub generation: String,
-    /// Kept for pulling from peers under grants (signing MessagesQuery), which follows.
-    #[allow(dead_code)]
+    /// Signs what the node asks of peers (MessagesQuery and MessagesRead when it pulls).
     private_jwk: Jwk,
 }
 
@@ -370,7 +369,7 @@ impl Replicator {
             match self
                 .state
                 .dwn()
-                .replication_grant(&tenant, &self.identity.did, &now)
+                .replication_grant(&tenant, &self.identity.did, "Read", &now)
                 .await
             {
                 Ok(Some(_)) => {}
@@ -385,6 +384,16 @@ impl Replicator {
                     Ok(n) => sent += n,
                     Err(e) => {
                         tracing::debug!(%tenant, %peer, error = %e, "replication: push stopped");
+                    }
+                }
+                // A peer that does not push (dwn-server) is pulled from, under the tenant's
+                // grants to this node; DeHR peers push their writes here themselves.
+                if self.info_of(&peer).await.is_ok_and(|info| !info.batches) {
+                    match self.pull(&tenant, &peer, &now).await {
+                        Ok(n) => sent += n,
+                        Err(e) => {
+                            tracing::debug!(%tenant, %peer, error = %e, "replication: pull stopped");
+                        }
                     }
                 }
             }
@@ -512,6 +521,165 @@ impl Replicator {
             tracing::info!(%tenant, %peer, messages = sent, "replicated");
         }
         Ok(sent)
+    }
+
+    /// Copies into this node the messages of `tenant` that `peer` holds and this node does
+    /// not, the way web5-js syncs: a MessagesQuery from the last cursor the peer gave, then a
+    /// MessagesRead per message not here yet, each signed by this node under the tenant's
+    /// Messages grants. The peer's cursor is kept in the store (under `pull <peer>`).
+    async fn pull(&mut self, tenant: &str, peer: &str, now: &str) -> Result<usize, PushError> {
+        let dwn = self.state.dwn().clone();
+        let (Some(query_grant), Some(read_grant)) = (
+            dwn.replication_grant(tenant, &self.identity.did, "Query", now)
+                .await?,
+            dwn.replication_grant(tenant, &self.identity.did, "Read", now)
+                .await?,
+        ) else {
+            return Ok(0);
+        };
+        let signer = dehr_core::jws::PrivateKeySigner::new(
+            format!("{}#0", self.identity.did),
+            self.identity.private_jwk.clone(),
+        )
+        .map_err(|e| PushError::Transport(format!("the node's key: {e}")))?;
+        let store = dwn.store().clone();
+        let key = format!("pull {peer}");
+        let saved = store.replication_cursor(tenant, &key).await?;
+        let cursor = saved
+            .as_ref()
+            .and_then(|c| serde_json::from_str(&c.generation).ok());
+        let query =
+            dehr_dwn::builders::messages_query(Vec::new(), cursor, &signer, Some(&query_grant))?;
+        let (reply, _) = self
+            .call(
+                peer,
+                tenant,
+                &serde_json::to_value(&query).unwrap_or_default(),
+            )
+            .await?;
+        let code = reply
+            .pointer("/status/code")
+            .and_then(Value::as_u64)
+            .unwrap_or(500);
+        if code != 200 {
+            return Err(PushError::Peer(format!(
+                "MessagesQuery: {code} {}",
+                reply
+                    .pointer("/status/detail")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+            )));
+        }
+        let entries: Vec<String> = reply
+            .get("entries")
+            .and_then(Value::as_array)
+            .map(|e| {
+                e.iter()
+                    .filter_map(|c| c.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut copied = 0;
+        for cid in &entries {
+            if store.get(tenant, cid).await?.is_some() {
+                continue;
+            }
+            let read = dehr_dwn::builders::messages_read(cid, &signer, Some(&read_grant))?;
+            let (reply, data) = self
+                .call(
+                    peer,
+                    tenant,
+                    &serde_json::to_value(&read).unwrap_or_default(),
+                )
+                .await?;
+            let Some(message) = reply.pointer("/entry/message").cloned() else {
+                // Gone from the peer since it was listed (pruned, superseded): nothing to copy.
+                continue;
+            };
+            let stream = data.map(|bytes| -> dehr_store::DataStream {
+                Box::pin(futures_util::stream::once(async move { Ok(bytes) }))
+            });
+            let done = dwn.process_message(tenant, message, stream).await;
+            if !Self::settled(
+                tenant,
+                peer,
+                cid,
+                u64::from(done.status.code),
+                &done.status.detail,
+            ) {
+                return Err(PushError::Peer(format!(
+                    "{cid} was refused here: {} {}",
+                    done.status.code, done.status.detail
+                )));
+            }
+            copied += 1;
+        }
+        if let Some(next) = reply.get("cursor") {
+            store
+                .set_replication_cursor(
+                    tenant,
+                    &key,
+                    &ReplicationCursor {
+                        generation: next.to_string(),
+                        watermark: saved.map_or(0, |c| c.watermark) + entries.len() as u64,
+                    },
+                )
+                .await?;
+        }
+        if copied > 0 {
+            tracing::info!(%tenant, %peer, messages = copied, "replicated from the peer");
+        }
+        Ok(copied)
+    }
+
+    /// One JSON-RPC `dwn.processMessage` to a peer: its DWN reply and any record data.
+    async fn call(
+        &self,
+        peer: &str,
+        tenant: &str,
+        message: &Value,
+    ) -> Result<(Value, Option<Bytes>), PushError> {
+        let request = json!({
+            "jsonrpc": "2.0",
+            "id": dehr_core::time::now_timestamp(),
+            "method": "dwn.processMessage",
+            "params": { "target": tenant, "message": message },
+        });
+        let response = self
+            .client
+            .post(format!("{peer}/"))
+            .header(crate::DWN_REQUEST, request.to_string())
+            .send()
+            .await
+            .map_err(|e| PushError::Transport(e.to_string()))?;
+        let in_header = response
+            .headers()
+            .get(crate::DWN_RESPONSE)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned);
+        let (rpc, data) = match in_header {
+            Some(header) => {
+                let data = response
+                    .bytes()
+                    .await
+                    .map_err(|e| PushError::Transport(e.to_string()))?;
+                let rpc: Value = serde_json::from_str(&header)
+                    .map_err(|e| PushError::Transport(format!("dwn-response: {e}")))?;
+                (rpc, Some(data))
+            }
+            None => (
+                response
+                    .json::<Value>()
+                    .await
+                    .map_err(|e| PushError::Transport(e.to_string()))?,
+                None,
+            ),
+        };
+        let reply = rpc
+            .pointer("/result/reply")
+            .cloned()
+            .ok_or_else(|| PushError::Peer(format!("no reply: {rpc}")))?;
+        Ok((reply, data))
     }
 
     /// Sends the tenant's signed did:dht packet from this node's relay to the peer's relay.
