@@ -194,12 +194,7 @@ async fn send_to(
     let agent = Agent::open(config, &Passphrase::new(PASSPHRASE)).unwrap();
     agent
         .client()
-        .send_to(
-            node,
-            did,
-            message,
-            data.map(|d| bytes::Bytes::copy_from_slice(d)),
-        )
+        .send_to(node, did, message, data.map(bytes::Bytes::copy_from_slice))
         .await
         .unwrap()
         .status
