@@ -100,3 +100,152 @@ impl Agent {
         Ok(report)
     }
 }
+
+/// What one node holds of an identity's DWN, next to the others.
+#[derive(Debug, Clone)]
+pub struct NodeLag {
+    pub node: String,
+    /// Messages the node holds, or why it could not be asked.
+    pub held: Result<usize, String>,
+    /// Messages other nodes hold and this one lacks: how far behind it is.
+    pub missing: usize,
+}
+
+/// What [`Agent::sync`] copied.
+#[derive(Debug, Clone, Default)]
+pub struct SyncReport {
+    /// (node, messages copied to it).
+    pub copied: Vec<(String, usize)>,
+    /// Messages a node refused, with why.
+    pub refused: Vec<String>,
+}
+
+impl Agent {
+    /// Each node's message CIDs for `who`, in each node's event-log order.
+    async fn holdings(
+        &self,
+        who: &str,
+    ) -> Result<Vec<(String, Result<Vec<String>, String>)>, AgentError> {
+        let identity = self.identity(who)?.clone();
+        let signer = identity.keys.signer(&identity.did)?;
+        let mut out = Vec::new();
+        for node in &identity.nodes {
+            let query = builders::messages_query(Vec::new(), None, &signer, None)
+                .map_err(|e| AgentError::Message(e.to_string()))?;
+            let held = match self
+                .client()
+                .send_to(node, &identity.did, &query, None)
+                .await
+            {
+                Ok(reply) if reply.is_success() => Ok(reply.body["entries"]
+                    .as_array()
+                    .map(|e| {
+                        e.iter()
+                            .filter_map(|c| c.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default()),
+                Ok(reply) => Err(format!("{} {}", reply.status, reply.detail)),
+                Err(e) => Err(e.to_string()),
+            };
+            out.push((node.clone(), held));
+        }
+        Ok(out)
+    }
+
+    /// How far each of `who`'s nodes is behind the others (messages any node holds that it
+    /// lacks).
+    pub async fn sync_status(&self, who: &str) -> Result<Vec<NodeLag>, AgentError> {
+        let holdings = self.holdings(who).await?;
+        let union: std::collections::BTreeSet<&String> = holdings
+            .iter()
+            .filter_map(|(_, h)| h.as_ref().ok())
+            .flatten()
+            .collect();
+        Ok(holdings
+            .iter()
+            .map(|(node, held)| NodeLag {
+                node: node.clone(),
+                held: held.as_ref().map(Vec::len).map_err(Clone::clone),
+                missing: held.as_ref().map_or(0, |h| {
+                    let mine: std::collections::BTreeSet<&String> = h.iter().collect();
+                    union.iter().filter(|c| !mine.contains(*c)).count()
+                }),
+            })
+            .collect())
+    }
+
+    /// Brings every reachable node of `who` up to the union of what they hold, now: each
+    /// missing message is read (MessagesRead, as the owner) from a node that has it and sent to
+    /// the node that lacks it, in the holder's event-log order so that what a message needs
+    /// (its record's first write, its protocol, its grant) goes first. The nodes also do this
+    /// among themselves in the background (docs/replication.md); this is the on-demand way,
+    /// and works before the nodes are allowed to replicate. `progress(done, total)` is called
+    /// as messages are copied.
+    pub async fn sync(
+        &self,
+        who: &str,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<SyncReport, AgentError> {
+        let identity = self.identity(who)?.clone();
+        let signer = identity.keys.signer(&identity.did)?;
+        let holdings: Vec<(String, Vec<String>)> = self
+            .holdings(who)
+            .await?
+            .into_iter()
+            .filter_map(|(node, held)| held.ok().map(|h| (node, h)))
+            .collect();
+        // Every message once, in the order of the first node that holds it.
+        let mut order: Vec<(String, String)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (node, held) in &holdings {
+            for cid in held {
+                if seen.insert(cid.clone()) {
+                    order.push((cid.clone(), node.clone()));
+                }
+            }
+        }
+        let sets: Vec<(String, std::collections::HashSet<&String>)> = holdings
+            .iter()
+            .map(|(node, held)| (node.clone(), held.iter().collect()))
+            .collect();
+        let total: usize = sets
+            .iter()
+            .map(|(_, set)| order.iter().filter(|(c, _)| !set.contains(c)).count())
+            .sum();
+        let mut report = SyncReport::default();
+        let mut done = 0;
+        progress(0, total);
+        for (target, set) in &sets {
+            let mut copied = 0;
+            for (cid, source) in order.iter().filter(|(c, _)| !set.contains(c)) {
+                let read = builders::messages_read(cid, &signer, None)
+                    .map_err(|e| AgentError::Message(e.to_string()))?;
+                let reply = self
+                    .client()
+                    .send_to(source, &identity.did, &read, None)
+                    .await?;
+                done += 1;
+                let Some(message) = reply.body.pointer("/entry/message").cloned() else {
+                    // Gone from the source since it was listed (superseded or pruned).
+                    continue;
+                };
+                let written = self
+                    .client()
+                    .send_to(target, &identity.did, &message, reply.data.clone())
+                    .await?;
+                if written.is_success() || written.status == 409 {
+                    copied += 1;
+                } else {
+                    report.refused.push(format!(
+                        "{cid} to {target}: {} {}",
+                        written.status, written.detail
+                    ));
+                }
+                progress(done, total);
+            }
+            report.copied.push((target.clone(), copied));
+        }
+        Ok(report)
+    }
+}

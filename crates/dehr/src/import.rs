@@ -34,7 +34,7 @@ pub struct ImportArgs {
 }
 
 /// A one-line progress bar on a terminal; nothing otherwise (logs stay clean).
-fn progress_bar(file: &str) -> impl FnMut(usize, usize) + '_ {
+pub(crate) fn progress_bar(file: &str) -> impl FnMut(usize, usize) + '_ {
     let terminal = std::io::stderr().is_terminal();
     move |done, total| {
         if !terminal || total == 0 {

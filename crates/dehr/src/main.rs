@@ -19,6 +19,7 @@ mod node;
 mod sample_messages;
 mod share;
 mod size;
+mod sync;
 
 use std::process::ExitCode;
 
@@ -66,6 +67,8 @@ enum Command {
     Revoke(share::RevokeArgs),
     /// Fetch the keys someone shared with an identity, so `dehr agent` serves their record.
     Receive(share::ReceiveArgs),
+    /// Bring an identity's nodes level with each other now, or show each node's lag (`status`).
+    Sync(sync::SyncArgs),
     /// Show who accessed an identity's records: the access log kept by each of its nodes,
     /// checked for tampering.
     Log(identity::LogArgs),
@@ -102,6 +105,7 @@ fn main() -> ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::Identity(command) => identity::run(command).await,
             Command::Log(args) => identity::run_log(args).await,
+            Command::Sync(args) => sync::run(args).await,
             Command::Share(args) => share::run_share(args).await,
             Command::Revoke(args) => share::run_revoke(args).await,
             Command::Receive(args) => share::run_receive(args).await,

@@ -36,6 +36,8 @@ fn every_command_has_help_with_an_example() {
         vec!["share", "--help"],
         vec!["revoke", "--help"],
         vec!["receive", "--help"],
+        vec!["sync", "--help"],
+        vec!["sync", "status", "--help"],
     ] {
         let output = dehr().args(&args).output().expect("runs");
         assert!(output.status.success(), "{args:?}");

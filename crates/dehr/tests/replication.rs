@@ -46,14 +46,20 @@ struct NodeProcess {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    replicate_every: &'static str,
 }
 
 impl NodeProcess {
     fn new(dir: PathBuf) -> Self {
+        Self::with_replication(dir, "0.2")
+    }
+
+    fn with_replication(dir: PathBuf, replicate_every: &'static str) -> Self {
         let mut node = Self {
             port: free_port(),
             dir,
             child: None,
+            replicate_every,
         };
         node.start();
         node
@@ -69,7 +75,8 @@ impl NodeProcess {
             .args(["node", "--listen", &format!("127.0.0.1:{}", self.port)])
             .arg("--data-dir")
             .arg(&self.dir)
-            .args(["--replicate-every", "0.2", "--did-dht-gateway", NO_GATEWAY])
+            .args(["--replicate-every", self.replicate_every])
+            .args(["--did-dht-gateway", NO_GATEWAY])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -400,4 +407,64 @@ async fn three_nodes_replicate_and_survive_losing_one() {
         .await
         .unwrap();
     assert_eq!(reply.body["entries"].as_array().map(Vec::len), Some(240));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dehr_sync_levels_nodes_that_do_not_replicate_and_status_shows_the_lag() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = NodeProcess::with_replication(dir.path().join("a"), "0");
+    let b = NodeProcess::with_replication(dir.path().join("b"), "0");
+    let home = dir.path().join("home");
+    let created = dehr(
+        &home,
+        &a.url(),
+        &[
+            "identity",
+            "create",
+            "--name",
+            "alice",
+            "--role",
+            "patient",
+            "--node",
+            &a.url(),
+            "--node",
+            &b.url(),
+        ],
+    );
+    let did = created
+        .split_whitespace()
+        .find(|w| w.starts_with("did:dht:"))
+        .unwrap()
+        .to_owned();
+    let file = observations(dir.path(), 0, 30);
+    dehr(
+        &home,
+        &a.url(),
+        &["import", "--identity", "alice", file.to_str().unwrap()],
+    );
+    let status = dehr(&home, &a.url(), &["sync", "status", "--identity", "alice"]);
+    let lag_of = |status: &str, node: &str| -> usize {
+        let line = status.lines().find(|l| l.starts_with(node)).unwrap();
+        line.split("lacks ")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(lag_of(&status, &a.url()), 0, "{status}");
+    assert!(lag_of(&status, &b.url()) >= 31, "{status}");
+
+    let synced = dehr(&home, &a.url(), &["sync", "--identity", "alice"]);
+    assert!(synced.contains("messages copied"), "{synced}");
+    let status = dehr(&home, &a.url(), &["sync", "status", "--identity", "alice"]);
+    assert_eq!(
+        (lag_of(&status, &a.url()), lag_of(&status, &b.url())),
+        (0, 0),
+        "{status}"
+    );
+    let on_a = message_cids(&home, &did, &a.url()).await.unwrap();
+    assert_eq!(message_cids(&home, &did, &b.url()).await, Some(on_a));
 }
