@@ -596,6 +596,37 @@ impl FhirApi {
             })
     }
 
+    /// An update of `kind/id` (FHIR `PUT`): the body must carry the URL's id; answered 200, or
+    /// 201 when it creates the resource (update as create).
+    async fn prepare_update(
+        &self,
+        kind: &str,
+        id: &str,
+        resource: Value,
+        if_match: Option<&str>,
+    ) -> Result<(PendingWrite, StatusCode), WriteRefusal> {
+        if resource.get("id").and_then(Value::as_str) != Some(id) {
+            return Err(WriteRefusal::new(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                format!("the body's id must be {id}, the id in the URL"),
+            ));
+        }
+        let existed = self
+            .index
+            .read()
+            .await
+            .current(kind, id)
+            .is_some_and(|v| !v.deleted);
+        let write = self.prepare(kind, id, resource, if_match).await?;
+        let status = if existed {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        };
+        Ok((write, status))
+    }
+
     /// Writes versions to the DWN, then into the index. Results are in order: the version's
     /// number, or why the node refused it.
     async fn write(&self, writes: Vec<PendingWrite>) -> Vec<Result<u32, String>> {
@@ -970,29 +1001,9 @@ async fn update(
     let Ok(resource) = serde_json::from_slice::<Value>(&body) else {
         return outcome(StatusCode::BAD_REQUEST, "structure", "the body is not JSON");
     };
-    if resource.get("id").and_then(Value::as_str) != Some(id.as_str()) {
-        return outcome(
-            StatusCode::BAD_REQUEST,
-            "invalid",
-            format!("the body's id must be {id}, the id in the URL"),
-        );
-    }
-    let existed = api
-        .index
-        .read()
-        .await
-        .current(&kind, &id)
-        .is_some_and(|v| !v.deleted);
     let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok());
-    match api.prepare(&kind, &id, resource, if_match).await {
-        Ok(write) => {
-            let status = if existed {
-                StatusCode::OK
-            } else {
-                StatusCode::CREATED
-            };
-            api.write_one(write, status).await
-        }
+    match api.prepare_update(&kind, &id, resource, if_match).await {
+        Ok((write, status)) => api.write_one(write, status).await,
         Err(refusal) => refusal.into_response(),
     }
 }
@@ -1285,29 +1296,9 @@ async fn plan(api: &FhirApi, entry: &Value, new_id: Option<&str>) -> Planned {
                     format!("PUT {url}: conditional update is not supported; PUT Type/id"),
                 );
             };
-            if resource.get("id").and_then(Value::as_str) != Some(id.as_str()) {
-                return refused(
-                    StatusCode::BAD_REQUEST,
-                    "invalid",
-                    format!("PUT {url}: the resource's id must be {id}"),
-                );
-            }
-            let existed = api
-                .index
-                .read()
-                .await
-                .current(&kind, &id)
-                .is_some_and(|v| !v.deleted);
             let if_match = entry.pointer("/request/ifMatch").and_then(Value::as_str);
-            match api.prepare(&kind, &id, resource, if_match).await {
-                Ok(write) => Planned::Write(
-                    write,
-                    if existed {
-                        StatusCode::OK
-                    } else {
-                        StatusCode::CREATED
-                    },
-                ),
+            match api.prepare_update(&kind, &id, resource, if_match).await {
+                Ok((write, status)) => Planned::Write(write, status),
                 Err(refusal) => Planned::Refused(refusal),
             }
         }
