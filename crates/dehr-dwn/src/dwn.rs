@@ -82,28 +82,21 @@ impl RecordLocks {
 /// is still asked which configure is the newest on every use, and the entry is used only if
 /// its CID is that one, so a new or deleted configuration is seen at once without any
 /// invalidation. Bounded: cleared when it reaches [`DefinitionCache::MAX`] entries.
+/// (tenant, protocol) → (CID of the configure, its parsed definition).
+type DefinitionMap = std::collections::HashMap<
+    (String, String),
+    (String, Arc<crate::protocols::ProtocolDefinition>),
+>;
+
 #[derive(Default)]
 pub(crate) struct DefinitionCache {
-    entries: std::sync::Mutex<
-        std::collections::HashMap<
-            (String, String),
-            (String, Arc<crate::protocols::ProtocolDefinition>),
-        >,
-    >,
+    entries: std::sync::Mutex<DefinitionMap>,
 }
 
 impl DefinitionCache {
     const MAX: usize = 1024;
 
-    fn entries(
-        &self,
-    ) -> std::sync::MutexGuard<
-        '_,
-        std::collections::HashMap<
-            (String, String),
-            (String, Arc<crate::protocols::ProtocolDefinition>),
-        >,
-    > {
+    fn entries(&self) -> std::sync::MutexGuard<'_, DefinitionMap> {
         // A panic while holding the lock cannot leave a half-written entry: take it anyway.
         self.entries
             .lock()
