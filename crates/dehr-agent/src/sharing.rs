@@ -165,6 +165,26 @@ fn seal_write(
     Ok((message, ciphertext))
 }
 
+/// Sends a sealed RecordsWrite with its ciphertext and checks the node accepted it.
+async fn send_write(
+    client: &crate::client::DwnClient,
+    target: &str,
+    message: RecordsWriteMessage,
+    ciphertext: Vec<u8>,
+) -> Result<WrittenRecord, AgentError> {
+    let reply = client
+        .send(target, &message, Some(Bytes::from(ciphertext)))
+        .await?;
+    if !reply.is_success() {
+        return Err(refused("RecordsWrite", &reply));
+    }
+    Ok(WrittenRecord {
+        record_id: message.record_id.clone(),
+        context_id: message.context_id.clone(),
+        message,
+    })
+}
+
 /// A record written.
 #[derive(Clone, Debug)]
 pub struct WrittenRecord {
@@ -464,13 +484,15 @@ impl Agent {
         record: NewRecord,
     ) -> Result<WrittenRecord, AgentError> {
         let (target, message, ciphertext) = self.prepare_write(who, target, record).await?;
-        self.send_write(&target, message, ciphertext).await
+        send_write(self.client(), &target, message, ciphertext).await
     }
 
     /// Writes many records into `who`'s own DWN (an import), `concurrency` requests in flight.
-    /// Each record is encrypted and signed just before its request leaves, so this work
-    /// overlaps with the node's handling of the requests in flight; the node's group commit
-    /// absorbs the concurrent writes. Results are in the order of `records`.
+    /// Each record is encrypted, signed and sent by a task of its own on the async runtime,
+    /// so on a multi-threaded runtime the sealing of records, the requests and the node's
+    /// handling of them (when it runs in the same process) share all cores; the node's group
+    /// commit absorbs the concurrent writes. Results are in the order of `records`. A task
+    /// already started finishes its write even if this future is dropped.
     pub async fn write_records(
         &mut self,
         who: &str,
@@ -493,12 +515,18 @@ impl Agent {
             let plan = self.plan_write(who, None, &record).await;
             planned.push(plan.map(|plan| (plan, record)));
         }
-        let this = &*self;
+        let client = self.client();
         let signer = &signer;
         futures_util::stream::iter(planned.into_iter().map(|planned| async move {
             let (plan, record) = planned?;
-            let (message, ciphertext) = seal_write(&plan, record, signer)?;
-            this.send_write(&plan.target, message, ciphertext).await
+            let client = client.clone();
+            let signer = signer.clone();
+            tokio::spawn(async move {
+                let (message, ciphertext) = seal_write(&plan, record, &signer)?;
+                send_write(&client, &plan.target, message, ciphertext).await
+            })
+            .await
+            .unwrap_or_else(|e| Err(AgentError::Refused(format!("the write task failed: {e}"))))
         }))
         .buffered(concurrency.max(1))
         .collect()
@@ -586,26 +614,6 @@ impl Agent {
         };
         self.path_keys_cache.insert(key, input.clone());
         Ok(input)
-    }
-
-    async fn send_write(
-        &self,
-        target: &str,
-        message: RecordsWriteMessage,
-        ciphertext: Vec<u8>,
-    ) -> Result<WrittenRecord, AgentError> {
-        let reply = self
-            .client()
-            .send(target, &message, Some(Bytes::from(ciphertext)))
-            .await?;
-        if !reply.is_success() {
-            return Err(refused("RecordsWrite", &reply));
-        }
-        Ok(WrittenRecord {
-            record_id: message.record_id.clone(),
-            context_id: message.context_id.clone(),
-            message,
-        })
     }
 
     /// Lists records of `target` at a protocol path as `who` may see them (under `grant_id`
