@@ -152,6 +152,56 @@ impl std::fmt::Debug for NewRecord {
     }
 }
 
+/// Where a record goes (`target`, normalized `protocol`) and whom its data key is wrapped for.
+struct WritePlan {
+    target: String,
+    protocol: String,
+    inputs: Vec<KeyEncryptionInput>,
+}
+
+/// Encrypts `record`'s data for the plan's key inputs and signs its RecordsWrite: pure work,
+/// no state, so many records can be sealed while others are in flight.
+fn seal_write(
+    plan: &WritePlan,
+    record: NewRecord,
+    signer: &dehr_core::jws::PrivateKeySigner,
+) -> Result<(RecordsWriteMessage, Vec<u8>), AgentError> {
+    let (ciphertext, property) = encryption::encrypt_data(&record.data, &plan.inputs)?;
+    let options = WriteOptions {
+        protocol: Some(plan.protocol.clone()),
+        protocol_path: Some(record.protocol_path),
+        schema: record.schema,
+        parent_context_id: record.parent_context_id,
+        recipient: record.recipient,
+        tags: record.tags,
+        encryption: Some(property.to_value()),
+        permission_grant_id: record.permission_grant_id,
+        ..WriteOptions::for_data(&ciphertext, &record.data_format)
+    };
+    let message = builders::records_write(options, signer).map_err(message_error)?;
+    Ok((message, ciphertext))
+}
+
+/// Sends a sealed RecordsWrite with its ciphertext and checks the node accepted it.
+async fn send_write(
+    client: &crate::client::DwnClient,
+    target: &str,
+    message: RecordsWriteMessage,
+    ciphertext: Vec<u8>,
+) -> Result<WrittenRecord, AgentError> {
+    let reply = client
+        .send(target, &message, Some(Bytes::from(ciphertext)))
+        .await?;
+    if !reply.is_success() {
+        return Err(refused("RecordsWrite", &reply));
+    }
+    Ok(WrittenRecord {
+        record_id: message.record_id.clone(),
+        context_id: message.context_id.clone(),
+        message,
+    })
+}
+
 /// A record written.
 #[derive(Clone, Debug)]
 pub struct WrittenRecord {
@@ -457,26 +507,49 @@ impl Agent {
         record: NewRecord,
     ) -> Result<WrittenRecord, AgentError> {
         let (target, message, ciphertext) = self.prepare_write(who, target, record).await?;
-        self.send_write(&target, message, ciphertext).await
+        send_write(self.client(), &target, message, ciphertext).await
     }
 
-    /// Writes many records into `who`'s own DWN (an import), `concurrency` requests in flight:
-    /// each record is encrypted and signed here in turn, and the node's group commit absorbs
-    /// the concurrent writes. Results are in the order of `records`.
+    /// Writes many records into `who`'s own DWN (an import), `concurrency` requests in flight.
+    /// Each record is encrypted, signed and sent by a task of its own on the async runtime,
+    /// so on a multi-threaded runtime the sealing of records, the requests and the node's
+    /// handling of them (when it runs in the same process) share all cores; the node's group
+    /// commit absorbs the concurrent writes. Results are in the order of `records`. A task
+    /// already started finishes its write even if this future is dropped.
     pub async fn write_records(
         &mut self,
         who: &str,
         records: Vec<NewRecord>,
         concurrency: usize,
     ) -> Vec<Result<WrittenRecord, AgentError>> {
-        let mut prepared = Vec::with_capacity(records.len());
+        let signer = match self.signer_of(who) {
+            Ok((_, signer)) => signer,
+            Err(e) => {
+                let message = e.to_string();
+                return records
+                    .iter()
+                    .map(|_| Err(AgentError::Refused(message.clone())))
+                    .collect();
+            }
+        };
+        // The key look-ups may await the node and fill caches: done in turn, and cheap.
+        let mut planned = Vec::with_capacity(records.len());
         for record in records {
-            prepared.push(self.prepare_write(who, None, record).await);
+            let plan = self.plan_write(who, None, &record).await;
+            planned.push(plan.map(|plan| (plan, record)));
         }
-        let this = &*self;
-        futures_util::stream::iter(prepared.into_iter().map(|prepared| async move {
-            let (target, message, ciphertext) = prepared?;
-            this.send_write(&target, message, ciphertext).await
+        let client = self.client();
+        let signer = &signer;
+        futures_util::stream::iter(planned.into_iter().map(|planned| async move {
+            let (plan, record) = planned?;
+            let client = client.clone();
+            let signer = signer.clone();
+            tokio::spawn(async move {
+                let (message, ciphertext) = seal_write(&plan, record, &signer)?;
+                send_write(&client, &plan.target, message, ciphertext).await
+            })
+            .await
+            .unwrap_or_else(|e| Err(AgentError::Refused(format!("the write task failed: {e}"))))
         }))
         .buffered(concurrency.max(1))
         .collect()
@@ -490,7 +563,20 @@ impl Agent {
         target: Option<&str>,
         record: NewRecord,
     ) -> Result<(String, RecordsWriteMessage, Vec<u8>), AgentError> {
-        let (identity, signer) = self.signer_of(who)?;
+        let (_, signer) = self.signer_of(who)?;
+        let plan = self.plan_write(who, target, &record).await?;
+        let (message, ciphertext) = seal_write(&plan, record, &signer)?;
+        Ok((plan.target, message, ciphertext))
+    }
+
+    /// Where a record goes and whom its data key is wrapped for.
+    async fn plan_write(
+        &mut self,
+        who: &str,
+        target: Option<&str>,
+        record: &NewRecord,
+    ) -> Result<WritePlan, AgentError> {
+        let identity = self.identity(who)?.clone();
         let target = target.unwrap_or(&identity.did).to_owned();
         let protocol = normalize_protocol(&record.protocol)?;
         let mut inputs = Vec::new();
@@ -514,20 +600,11 @@ impl Agent {
             inputs.push(input);
             inputs.push(self.own_path_input(&identity, 0, &protocol, &record.protocol_path)?);
         }
-        let (ciphertext, property) = encryption::encrypt_data(&record.data, &inputs)?;
-        let options = WriteOptions {
-            protocol: Some(protocol),
-            protocol_path: Some(record.protocol_path.clone()),
-            schema: record.schema.clone(),
-            parent_context_id: record.parent_context_id.clone(),
-            recipient: record.recipient.clone(),
-            tags: record.tags.clone(),
-            encryption: Some(property.to_value()),
-            permission_grant_id: record.permission_grant_id.clone(),
-            ..WriteOptions::for_data(&ciphertext, &record.data_format)
-        };
-        let message = builders::records_write(options, &signer).map_err(message_error)?;
-        Ok((target, message, ciphertext))
+        Ok(WritePlan {
+            target,
+            protocol,
+            inputs,
+        })
     }
 
     /// The public key of `path` below `identity`'s epoch root: what records there are wrapped
@@ -560,26 +637,6 @@ impl Agent {
         };
         self.path_keys_cache.insert(key, input.clone());
         Ok(input)
-    }
-
-    async fn send_write(
-        &self,
-        target: &str,
-        message: RecordsWriteMessage,
-        ciphertext: Vec<u8>,
-    ) -> Result<WrittenRecord, AgentError> {
-        let reply = self
-            .client()
-            .send(target, &message, Some(Bytes::from(ciphertext)))
-            .await?;
-        if !reply.is_success() {
-            return Err(refused("RecordsWrite", &reply));
-        }
-        Ok(WrittenRecord {
-            record_id: message.record_id.clone(),
-            context_id: message.context_id.clone(),
-            message,
-        })
     }
 
     /// Lists records of `target` at a protocol path as `who` may see them (under `grant_id`

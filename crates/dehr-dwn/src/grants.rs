@@ -124,7 +124,7 @@ pub struct PermissionRevocationData {
 /// request; only the tenant grants and revokes; a grantee may read its grant; anyone may read a
 /// revocation (so a third party can check whether a grant still holds).
 pub(crate) static PERMISSIONS_DEFINITION: std::sync::LazyLock<
-    crate::protocols::ProtocolDefinition,
+    std::sync::Arc<crate::protocols::ProtocolDefinition>,
 > = std::sync::LazyLock::new(|| {
     let json = serde_json::json!({
         "protocol": PERMISSIONS_PROTOCOL,
@@ -149,7 +149,9 @@ pub(crate) static PERMISSIONS_DEFINITION: std::sync::LazyLock<
             }
         }
     });
-    serde_json::from_value(json).expect("the permissions protocol definition is well-formed")
+    std::sync::Arc::new(
+        serde_json::from_value(json).expect("the permissions protocol definition is well-formed"),
+    )
 });
 
 /// A grant as authorization uses it.

@@ -6,6 +6,8 @@
 //! an ancestor in the record chain; `recipient` of the record itself (co-actions); or an invoked
 //! `protocolRole` whose role record names the caller as recipient. Failures are 401.
 
+use std::sync::Arc;
+
 use dehr_store::{Condition, Filter, IndexValue, Pagination, Sort};
 use serde_json::{Map, Value};
 
@@ -18,7 +20,7 @@ use crate::records_write::{RecordMessage, RecordsWrite, RecordsWriteMessage};
 /// What referential-integrity checks learned, reused by authorization.
 #[derive(Debug, Clone)]
 pub(crate) struct ProtocolContext {
-    pub definition: ProtocolDefinition,
+    pub definition: Arc<ProtocolDefinition>,
 }
 
 fn type_name(path: &str) -> &str {
@@ -36,7 +38,7 @@ async fn fetch_definition(
     dwn: &Dwn,
     tenant: &str,
     protocol: &str,
-) -> Result<ProtocolDefinition, DwnError> {
+) -> Result<Arc<ProtocolDefinition>, DwnError> {
     match dwn.protocol_definition(tenant, protocol).await? {
         Some(d) => Ok(d),
         None => fail(

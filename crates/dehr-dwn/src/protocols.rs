@@ -5,6 +5,7 @@
 //! `ProtocolsConfigure.validateRuleSetRecursively`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use dehr_store::{Commit, Filter, IndexValue, Indexes, NewMessage, Pagination, Sort};
 use serde::{Deserialize, Serialize};
@@ -626,9 +627,9 @@ impl Dwn {
         &self,
         tenant: &str,
         protocol: &str,
-    ) -> Result<Option<ProtocolDefinition>, DwnError> {
+    ) -> Result<Option<Arc<ProtocolDefinition>>, DwnError> {
         if protocol == crate::grants::PERMISSIONS_PROTOCOL {
-            return Ok(Some(crate::grants::PERMISSIONS_DEFINITION.clone()));
+            return Ok(Some(Arc::clone(&crate::grants::PERMISSIONS_DEFINITION)));
         }
         let result = self
             .store
@@ -642,6 +643,9 @@ impl Dwn {
         let Some(stored) = result.messages.last() else {
             return Ok(None);
         };
+        if let Some(definition) = self.definitions.get(tenant, protocol, &stored.message_cid) {
+            return Ok(Some(definition));
+        }
         let message: ProtocolsConfigureMessage =
             serde_json::from_slice(&stored.message).map_err(|e| {
                 DwnError::new(
@@ -649,9 +653,16 @@ impl Dwn {
                     format!("stored protocol is not valid: {e}"),
                 )
             })?;
-        Ok(Some(parse_json(
+        let definition: Arc<ProtocolDefinition> = Arc::new(parse_json(
             message.descriptor.definition,
             "stored definition",
-        )?))
+        )?);
+        self.definitions.put(
+            tenant,
+            protocol,
+            &stored.message_cid,
+            Arc::clone(&definition),
+        );
+        Ok(Some(definition))
     }
 }

@@ -25,6 +25,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of the system allocator: the write path builds and drops many small JSON
+/// trees and strings per message, and glibc's malloc/free took ~20% of an import's CPU time
+/// (see BENCHMARKS.md, "FHIR import end to end").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "dehr",

@@ -21,14 +21,17 @@
 
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
 use crate::StoreError;
 
-/// How long to let commits accumulate before checkpointing.
-const SETTLE: Duration = Duration::from_millis(10);
+/// How long to let commits accumulate before checkpointing. Each checkpoint writes every page
+/// the WAL changed since the last one (and fsyncs), so hot pages (index leaves, the event
+/// log's tail) are written once per checkpoint: with 10 ms the checkpointer took 270 ms of CPU
+/// in an import of 3,574 records, with 100 ms 160 ms (`dehr bench --import`, BENCHMARKS.md).
+const SETTLE: Duration = Duration::from_millis(100);
 
 /// WAL size (in 4 KiB frames, so 64 MiB) beyond which a blocking `RESTART` checkpoint bounds it.
 const RESTART_FRAMES: i64 = 16_384;
@@ -76,8 +79,14 @@ impl Drop for Checkpointer {
 
 fn run(conn: &Connection, woken: &Receiver<()>) {
     while woken.recv().is_ok() {
-        std::thread::sleep(SETTLE);
-        while woken.try_recv().is_ok() {}
+        // Wake-ups during the wait are absorbed; a closing store (every Wake gone) ends the
+        // wait at once, so dropping the store does not wait out SETTLE.
+        let deadline = Instant::now() + SETTLE;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            if woken.recv_timeout(left).is_err() {
+                break;
+            }
+        }
         let frames = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
             row.get::<_, i64>(1)
         });
