@@ -287,6 +287,7 @@ pub struct Replicator {
     client: reqwest::Client,
     tenant_peers: HashMap<String, (Instant, Vec<String>)>,
     peer_info: HashMap<String, (Instant, PeerInfo)>,
+    tenants: Option<(Instant, Vec<String>)>,
 }
 
 impl std::fmt::Debug for Replicator {
@@ -337,6 +338,7 @@ impl Replicator {
                 .unwrap_or_default(),
             tenant_peers: HashMap::new(),
             peer_info: HashMap::new(),
+            tenants: None,
         }
     }
 
@@ -356,12 +358,19 @@ impl Replicator {
 
     /// One pass over every tenant that allowed replication: returns the messages sent.
     pub async fn round(&mut self) -> usize {
-        let tenants = match self.state.dwn().store().tenants().await {
-            Ok(tenants) => tenants,
-            Err(e) => {
-                tracing::warn!(error = %e, "replication: cannot list tenants");
-                return 0;
-            }
+        // Listing tenants scans the event log's index: done every PEER_CACHE, not every round.
+        let tenants = match &self.tenants {
+            Some((at, tenants)) if at.elapsed() < PEER_CACHE => tenants.clone(),
+            _ => match self.state.dwn().store().tenants().await {
+                Ok(tenants) => {
+                    self.tenants = Some((Instant::now(), tenants.clone()));
+                    tenants
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "replication: cannot list tenants");
+                    return 0;
+                }
+            },
         };
         let now = dehr_core::time::now_timestamp();
         let mut sent = 0;

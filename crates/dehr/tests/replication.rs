@@ -142,11 +142,16 @@ fn observations(dir: &Path, first: usize, count: usize) -> PathBuf {
     path
 }
 
-/// The message CIDs `node` holds for the person, by an owner-signed MessagesQuery.
-async fn message_cids(home: &Path, did: &str, node: &str) -> Option<BTreeSet<String>> {
+/// The person's agent, reaching DIDs through `node`.
+fn open_agent(home: &Path, node: &str) -> Agent {
     let mut config = AgentConfig::new(home);
     config.gateways = vec![node.to_owned()];
-    let agent = Agent::open(config, &Passphrase::new(PASSPHRASE)).unwrap();
+    Agent::open(config, &Passphrase::new(PASSPHRASE)).unwrap()
+}
+
+/// The message CIDs `node` holds for the person, by an owner-signed MessagesQuery.
+async fn message_cids(home: &Path, did: &str, node: &str) -> Option<BTreeSet<String>> {
+    let agent = open_agent(home, node);
     let identity = agent.identity("alice").unwrap();
     let signer = identity.keys.signer(did).unwrap();
     let query = dehr_dwn::builders::messages_query(Vec::new(), None, &signer, None).unwrap();
@@ -196,9 +201,7 @@ async fn send_to(
     message: &impl serde::Serialize,
     data: Option<&[u8]>,
 ) -> u16 {
-    let mut config = AgentConfig::new(home);
-    config.gateways = vec![node.to_owned()];
-    let agent = Agent::open(config, &Passphrase::new(PASSPHRASE)).unwrap();
+    let agent = open_agent(home, node);
     agent
         .client()
         .send_to(node, did, message, data.map(bytes::Bytes::copy_from_slice))
@@ -209,9 +212,7 @@ async fn send_to(
 
 /// The data of `record_id` on `node`, or the status when it cannot be read.
 async fn read_on(home: &Path, node: &str, did: &str, record_id: &str) -> Result<Vec<u8>, u16> {
-    let mut config = AgentConfig::new(home);
-    config.gateways = vec![node.to_owned()];
-    let agent = Agent::open(config, &Passphrase::new(PASSPHRASE)).unwrap();
+    let agent = open_agent(home, node);
     let signer = agent.identity("alice").unwrap().keys.signer(did).unwrap();
     let read = dehr_dwn::builders::records_read(
         dehr_dwn::filter::RecordsFilter {
@@ -386,9 +387,7 @@ async fn three_nodes_replicate_and_survive_losing_one() {
     assert_eq!(rebuilt, held);
 
     // Every record written is on the rebuilt node itself.
-    let mut config = AgentConfig::new(&home);
-    config.gateways = vec![c.url()];
-    let agent = Agent::open(config, &Passphrase::new(PASSPHRASE)).unwrap();
+    let agent = open_agent(&home, &c.url());
     let signer = agent.identity("alice").unwrap().keys.signer(&did).unwrap();
     let query = dehr_dwn::builders::records_query(
         dehr_dwn::filter::RecordsFilter {
