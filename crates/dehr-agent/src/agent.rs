@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dehr_did::{DidResolver, ResolverConfig, UniversalResolver};
+use dehr_did::{DidDocument, DidResolver, ResolverConfig, UniversalResolver};
 
 use crate::client::{ClientError, DwnClient};
 use crate::identity::{IdentityError, IdentityRecord, Role, normalize_node_url};
 use crate::keys::IdentityKeys;
+use crate::replica::{LocalReplica, OwnDocuments};
 use crate::vault::{KdfCost, Passphrase, RecoveryPhrase, Vault, VaultContents, VaultError};
 
 /// Where the agent keeps its files and whom it asks.
@@ -25,6 +26,9 @@ pub struct AgentConfig {
     pub timeout: Duration,
     /// Argon2id cost for new vaults and backups.
     pub kdf: KdfCost,
+    /// Write to a local replica of the person's DWNs first and sync it with their nodes
+    /// (crate::replica). The `dehr` program always does; library users opt in.
+    pub local_replica: bool,
 }
 
 impl AgentConfig {
@@ -34,11 +38,17 @@ impl AgentConfig {
             gateways: Vec::new(),
             timeout: Duration::from_secs(10),
             kdf: KdfCost::default(),
+            local_replica: false,
         }
     }
 
     pub fn vault_path(&self) -> PathBuf {
         self.home.join("vault.json")
+    }
+
+    /// Where the local replica lives.
+    pub fn replica_dir(&self) -> PathBuf {
+        self.home.join("replica")
     }
 }
 
@@ -69,6 +79,8 @@ pub enum AgentError {
     Tampered { record_id: String, reason: String },
     #[error("no key to decrypt record {record_id}: {reason}")]
     NoKey { record_id: String, reason: String },
+    #[error(transparent)]
+    Replica(#[from] crate::replica::ReplicaError),
 }
 
 /// An open agent.
@@ -77,6 +89,8 @@ pub struct Agent {
     vault: Vault,
     resolver: Arc<UniversalResolver>,
     client: DwnClient,
+    /// The local replica and the resolver it checks signatures with, when configured.
+    replica: Option<(Arc<LocalReplica>, Arc<OwnDocuments>)>,
     /// (DID, protocol) pairs whose key epoch was checked against the DWN in this session.
     pub(crate) epochs_checked: std::collections::HashSet<(String, String)>,
     /// Public keys of (DID, epoch, protocol, path), derived once.
@@ -108,6 +122,15 @@ fn gateways_of(config: &AgentConfig, contents: &VaultContents) -> Vec<String> {
     gateways
 }
 
+/// The DID documents of the vault's identities, as they were last published.
+fn own_documents(contents: &VaultContents) -> std::collections::HashMap<String, DidDocument> {
+    contents
+        .identities
+        .iter()
+        .filter_map(|i| Some((i.did.clone(), i.document().ok()?)))
+        .collect()
+}
+
 fn resolver_for(config: &AgentConfig, contents: &VaultContents) -> Arc<UniversalResolver> {
     let gateways = gateways_of(config, contents);
     let mut resolver_config = ResolverConfig {
@@ -125,12 +148,29 @@ fn resolver_for(config: &AgentConfig, contents: &VaultContents) -> Arc<Universal
 impl Agent {
     fn assemble(config: AgentConfig, vault: Vault) -> Result<Self, AgentError> {
         let resolver = resolver_for(&config, vault.contents());
-        let client = DwnClient::new(resolver.clone() as Arc<dyn DidResolver>, config.timeout)?;
+        let mut client = DwnClient::new(resolver.clone() as Arc<dyn DidResolver>, config.timeout)?;
+        let replica = if config.local_replica {
+            let own = Arc::new(OwnDocuments::new(resolver.clone() as Arc<dyn DidResolver>));
+            own.set(
+                own_documents(vault.contents()),
+                resolver.clone() as Arc<dyn DidResolver>,
+            );
+            let replica = Arc::new(LocalReplica::open(
+                &config.replica_dir(),
+                own.clone() as Arc<dyn DidResolver>,
+                config.timeout,
+            )?);
+            client = client.with_replica(replica.clone());
+            Some((replica, own))
+        } else {
+            None
+        };
         Ok(Self {
             config,
             vault,
             resolver,
             client,
+            replica,
             epochs_checked: std::collections::HashSet::new(),
             path_keys_cache: std::collections::HashMap::new(),
         })
@@ -198,7 +238,19 @@ impl Agent {
             self.resolver.clone() as Arc<dyn DidResolver>,
             self.config.timeout,
         )?;
+        if let Some((replica, own)) = &self.replica {
+            own.set(
+                own_documents(self.vault.contents()),
+                self.resolver.clone() as Arc<dyn DidResolver>,
+            );
+            self.client = self.client.clone().with_replica(replica.clone());
+        }
         Ok(())
+    }
+
+    /// The local replica, when the agent keeps one.
+    pub fn replica(&self) -> Option<&Arc<LocalReplica>> {
+        self.replica.as_ref().map(|(replica, _)| replica)
     }
 
     pub fn identities(&self) -> &[IdentityRecord] {
@@ -263,6 +315,13 @@ impl Agent {
         self.vault.contents_mut().identities.push(identity.clone());
         self.vault.save()?;
         self.refresh_resolver()?;
+        // A new DWN: the nodes hold nothing the replica lacks, so it is served from here at once.
+        if let Some(replica) = self.replica() {
+            replica
+                .mark_ready(&identity.did)
+                .await
+                .map_err(|e| AgentError::Refused(format!("the local replica: {e}")))?;
+        }
         Ok(identity)
     }
 

@@ -94,6 +94,8 @@ impl std::fmt::Debug for StreamingReply {
 pub struct DwnClient {
     http: reqwest::Client,
     resolver: Arc<dyn DidResolver>,
+    /// Where the person's own DWNs are served first, once ready (crate::replica).
+    replica: Option<Arc<crate::replica::LocalReplica>>,
 }
 
 impl std::fmt::Debug for DwnClient {
@@ -170,7 +172,17 @@ impl DwnClient {
                 node: "-".into(),
                 reason: format!("HTTP client: {e}"),
             })?;
-        Ok(Self { http, resolver })
+        Ok(Self {
+            http,
+            resolver,
+            replica: None,
+        })
+    }
+
+    /// Serves the DWNs the replica holds (once ready) from the replica instead of the nodes.
+    pub fn with_replica(mut self, replica: Arc<crate::replica::LocalReplica>) -> Self {
+        self.replica = Some(replica);
+        self
     }
 
     pub fn resolver(&self) -> &Arc<dyn DidResolver> {
@@ -210,13 +222,21 @@ impl DwnClient {
             .map_err(network)
     }
 
-    /// Sends `message` for tenant `target` to the target's nodes in order until one answers.
+    /// Sends `message` for tenant `target`: to the local replica when it serves the target's
+    /// DWN, else to the target's nodes in order until one answers.
     pub async fn send<M: Serialize>(
         &self,
         target: &str,
         message: &M,
         data: Option<Bytes>,
     ) -> Result<Reply, ClientError> {
+        if let Some(replica) = &self.replica
+            && replica.is_ready(target).await
+        {
+            let message =
+                serde_json::to_value(message).map_err(|e| ClientError::Encode(e.to_string()))?;
+            return replica.process(target, message, data).await;
+        }
         let nodes = self.nodes_of(target).await?;
         self.send_to_any(&nodes, target, message, data).await
     }

@@ -6,7 +6,10 @@ use bytes::Bytes;
 use dehr_dwn::builders;
 use dehr_dwn::grants::{PermissionGrantData, PermissionScope};
 
+use std::sync::Arc;
+
 use crate::agent::{Agent, AgentError};
+use crate::replica::{LocalReplica, NodeSync};
 
 /// How long a replication grant lasts: as long as the node keeps the identity's records.
 const REPLICATION_GRANT_YEARS: i64 = 10;
@@ -247,5 +250,86 @@ impl Agent {
             report.copied.push((target.clone(), copied));
         }
         Ok(report)
+    }
+}
+
+/// Keeps one identity's local replica level with its nodes in the background: a round after
+/// every local write (coalesced) and every `every` otherwise, so records written here reach
+/// the nodes promptly and what others wrote on a node arrives here. Holds copies of what it
+/// needs, so it runs beside an agent that is busy (or locked behind a mutex).
+pub struct ReplicaSyncer {
+    replica: Arc<LocalReplica>,
+    did: String,
+    nodes: Vec<String>,
+    signer: dehr_core::jws::PrivateKeySigner,
+}
+
+impl std::fmt::Debug for ReplicaSyncer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaSyncer")
+            .field("did", &self.did)
+            .field("nodes", &self.nodes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReplicaSyncer {
+    /// One round now.
+    pub async fn round(&self) -> Vec<NodeSync> {
+        self.replica
+            .sync(&self.did, &self.nodes, &self.signer)
+            .await
+    }
+
+    /// Rounds forever: after each local write and at least every `every`.
+    pub async fn run(self, every: std::time::Duration) {
+        loop {
+            tokio::select! {
+                () = self.replica.changed() => {
+                    // Let a burst of writes (an import) finish its current batch first.
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                () = tokio::time::sleep(every) => {}
+            }
+            for node in self.round().await {
+                match (&node.pulled, &node.pushed) {
+                    (Ok(0), Ok(0)) => {}
+                    (Ok(pulled), Ok(pushed)) => {
+                        tracing::info!(node = %node.node, pulled, pushed, "synced the local replica")
+                    }
+                    (pulled, pushed) => tracing::debug!(
+                        node = %node.node,
+                        pulled = ?pulled.as_ref().err(),
+                        pushed = ?pushed.as_ref().err(),
+                        "local replica: a node is out of reach"
+                    ),
+                }
+            }
+        }
+    }
+}
+
+impl Agent {
+    /// Levels `who`'s local replica with each of its nodes, now (see [`LocalReplica::sync`]).
+    /// Without a replica there is nothing to level: an empty report.
+    pub async fn sync_replica(&self, who: &str) -> Result<Vec<NodeSync>, AgentError> {
+        match self.replica_syncer(who)? {
+            Some(syncer) => Ok(syncer.round().await),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// A background syncer for `who`'s replica, if the agent keeps one.
+    pub fn replica_syncer(&self, who: &str) -> Result<Option<ReplicaSyncer>, AgentError> {
+        let Some(replica) = self.replica() else {
+            return Ok(None);
+        };
+        let identity = self.identity(who)?;
+        Ok(Some(ReplicaSyncer {
+            replica: replica.clone(),
+            did: identity.did.clone(),
+            nodes: identity.nodes.clone(),
+            signer: identity.keys.signer(&identity.did)?,
+        }))
     }
 }

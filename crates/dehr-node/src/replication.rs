@@ -25,8 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use dehr_core::jwk::Jwk;
 use dehr_did::DidResolver;
-use dehr_dwn::replication::OutgoingMessage;
-use dehr_store::ReplicationCursor;
+use dehr_sync::{PullAs, SyncClient, SyncError, normalize_url};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -34,16 +33,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
 
-/// The path of the batch endpoint.
-pub const REPLICATE_PATH: &str = "/dehr/v1/replicate";
-/// What `GET /info` lists in `extensions` when the batch endpoint is served.
-pub const REPLICATION_EXTENSION: &str = "dehr-replication-v1";
+pub use dehr_sync::{REPLICATE_PATH, REPLICATION_EXTENSION};
 /// Largest batch body accepted.
 const MAX_BATCH_BYTES: usize = 64 << 20;
-/// Messages per batch, and inline data per batch, sent at most.
-const BATCH_MESSAGES: usize = 500;
-const BATCH_DATA_BYTES: usize = 8 << 20;
-/// How long a peer's DID-document listing and `/info` are trusted before asking again.
+/// How long a tenant's DID-document listing and the tenant list are trusted.
 const PEER_CACHE: Duration = Duration::from_secs(5);
 
 /// The node's own DID and its data generation, kept in the data directory.
@@ -267,13 +260,6 @@ async fn receive_batch(State(state): State<Arc<AppState>>, body: Bytes) -> Respo
     (StatusCode::OK, Json(Value::Array(statuses))).into_response()
 }
 
-/// What a peer told about itself.
-#[derive(Clone, Debug)]
-struct PeerInfo {
-    generation: String,
-    batches: bool,
-}
-
 /// Pushes tenants' DWNs to their other nodes; see the module documentation.
 pub struct Replicator {
     state: Arc<AppState>,
@@ -284,9 +270,10 @@ pub struct Replicator {
     /// Peers for every tenant that allowed replication, besides its DID document's nodes.
     static_peers: Vec<String>,
     interval: Duration,
-    client: reqwest::Client,
+    sync: SyncClient,
+    /// For the DID documents sent along with a first push.
+    http: reqwest::Client,
     tenant_peers: HashMap<String, (Instant, Vec<String>)>,
-    peer_info: HashMap<String, (Instant, PeerInfo)>,
     tenants: Option<(Instant, Vec<String>)>,
 }
 
@@ -297,23 +284,6 @@ impl std::fmt::Debug for Replicator {
             .field("static_peers", &self.static_peers)
             .finish_non_exhaustive()
     }
-}
-
-fn normalize_url(url: &str) -> String {
-    url.trim_end_matches('/').to_owned()
-}
-
-/// Why one push stopped.
-#[derive(Debug, thiserror::Error)]
-enum PushError {
-    #[error("{0}")]
-    Transport(String),
-    #[error("the peer answered {0}")]
-    Peer(String),
-    #[error(transparent)]
-    Dwn(#[from] dehr_dwn::DwnError),
-    #[error(transparent)]
-    Store(#[from] dehr_store::StoreError),
 }
 
 impl Replicator {
@@ -332,12 +302,12 @@ impl Replicator {
             own_urls: own_urls.iter().map(|u| normalize_url(u)).collect(),
             static_peers: static_peers.iter().map(|u| normalize_url(u)).collect(),
             interval,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(120))
+            sync: SyncClient::default(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap_or_default(),
             tenant_peers: HashMap::new(),
-            peer_info: HashMap::new(),
             tenants: None,
         }
     }
@@ -397,7 +367,7 @@ impl Replicator {
                 }
                 // A peer that does not push (dwn-server) is pulled from, under the tenant's
                 // grants to this node; DeHR peers push their writes here themselves.
-                if self.info_of(&peer).await.is_ok_and(|info| !info.batches) {
+                if self.sync.info(&peer).await.is_ok_and(|info| !info.batches) {
                     match self.pull(&tenant, &peer, &now).await {
                         Ok(n) => sent += n,
                         Err(e) => {
@@ -441,103 +411,26 @@ impl Replicator {
         peers
     }
 
-    async fn info_of(&mut self, peer: &str) -> Result<PeerInfo, PushError> {
-        if let Some((at, info)) = self.peer_info.get(peer)
-            && at.elapsed() < PEER_CACHE
-        {
-            return Ok(info.clone());
-        }
-        let info: Value = self
-            .client
-            .get(format!("{peer}/info"))
-            .send()
-            .await
-            .map_err(|e| PushError::Transport(e.to_string()))?
-            .json()
-            .await
-            .map_err(|e| PushError::Transport(e.to_string()))?;
-        let info = PeerInfo {
-            // A peer without generations (dwn-server) never says it lost its data.
-            generation: info
-                .get("generation")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned(),
-            batches: info
-                .get("extensions")
-                .and_then(Value::as_array)
-                .is_some_and(|e| e.iter().any(|x| x == REPLICATION_EXTENSION)),
-        };
-        self.peer_info
-            .insert(peer.to_owned(), (Instant::now(), info.clone()));
-        Ok(info)
-    }
-
     /// Sends `peer` every message of `tenant` it has not acknowledged; returns how many.
-    async fn push(&mut self, tenant: &str, peer: &str) -> Result<usize, PushError> {
-        let info = self.info_of(peer).await?;
-        let store = self.state.dwn().store().clone();
-        let mut cursor = match store.replication_cursor(tenant, peer).await? {
-            Some(cursor) if cursor.generation == info.generation => cursor,
-            // New, or the peer lost its data: from the start.
-            _ => ReplicationCursor {
-                generation: info.generation.clone(),
-                watermark: 0,
-            },
-        };
-        let mut sent = 0;
-        let mut first = true;
-        loop {
-            let batch = self
-                .state
-                .dwn()
-                .outgoing(tenant, cursor.watermark, BATCH_MESSAGES)
-                .await?;
-            let Some(last) = batch.last().map(|m| m.watermark) else {
-                break;
-            };
-            if first {
-                // The peer must resolve the tenant's DID to check the messages' signatures:
-                // a did:dht document goes along (every node is a did:dht relay).
+    async fn push(&self, tenant: &str, peer: &str) -> Result<usize, SyncError> {
+        // The peer must resolve the tenant's DID to check the messages' signatures: a did:dht
+        // document goes along before the first message (every node is a did:dht relay).
+        let sent = self
+            .sync
+            .push(self.state.dwn(), tenant, peer, async || {
                 self.push_did_document(tenant, peer).await;
-                first = false;
-            }
-            let mut pending: Vec<&OutgoingMessage> = Vec::new();
-            let mut pending_bytes = 0;
-            for message in &batch {
-                let inline = message.data.as_ref().map_or(0, Vec::len);
-                if message.large_data || !info.batches || pending_bytes + inline > BATCH_DATA_BYTES
-                {
-                    self.send_batch(tenant, peer, &pending).await?;
-                    sent += pending.len();
-                    pending.clear();
-                    pending_bytes = 0;
-                }
-                if message.large_data || !info.batches {
-                    self.send_one(tenant, peer, message).await?;
-                    sent += 1;
-                } else {
-                    pending_bytes += inline;
-                    pending.push(message);
-                }
-            }
-            self.send_batch(tenant, peer, &pending).await?;
-            sent += pending.len();
-            cursor.watermark = last;
-            store.set_replication_cursor(tenant, peer, &cursor).await?;
-        }
+            })
+            .await?;
         if sent > 0 {
             tracing::info!(%tenant, %peer, messages = sent, "replicated");
         }
         Ok(sent)
     }
 
-    /// Copies into this node the messages of `tenant` that `peer` holds and this node does
-    /// not, the way web5-js syncs: a MessagesQuery from the last cursor the peer gave, then a
-    /// MessagesRead per message not here yet, each signed by this node under the tenant's
-    /// Messages grants. The peer's cursor is kept in the store (under `pull <peer>`).
-    async fn pull(&mut self, tenant: &str, peer: &str, now: &str) -> Result<usize, PushError> {
-        let dwn = self.state.dwn().clone();
+    /// Copies into this node what `peer` holds of `tenant` and this node does not, signed by
+    /// this node under the tenant's Messages Query and Read grants to it.
+    async fn pull(&self, tenant: &str, peer: &str, now: &str) -> Result<usize, SyncError> {
+        let dwn = self.state.dwn();
         let (Some(query_grant), Some(read_grant)) = (
             dwn.replication_grant(tenant, &self.identity.did, "Query", now)
                 .await?,
@@ -550,145 +443,23 @@ impl Replicator {
             format!("{}#0", self.identity.did),
             self.identity.private_jwk.clone(),
         )
-        .map_err(|e| PushError::Transport(format!("the node's key: {e}")))?;
-        let store = dwn.store().clone();
-        let key = format!("pull {peer}");
-        let saved = store.replication_cursor(tenant, &key).await?;
-        let cursor = saved
-            .as_ref()
-            .and_then(|c| serde_json::from_str(&c.generation).ok());
-        let query =
-            dehr_dwn::builders::messages_query(Vec::new(), cursor, &signer, Some(&query_grant))?;
-        let (reply, _) = self
-            .call(
-                peer,
+        .map_err(|e| SyncError::Transport(format!("the node's key: {e}")))?;
+        let copied = self
+            .sync
+            .pull(
+                dwn,
                 tenant,
-                &serde_json::to_value(&query).unwrap_or_default(),
+                peer,
+                &PullAs {
+                    signer: &signer,
+                    grants: Some((&query_grant, &read_grant)),
+                },
             )
             .await?;
-        let code = reply
-            .pointer("/status/code")
-            .and_then(Value::as_u64)
-            .unwrap_or(500);
-        if code != 200 {
-            return Err(PushError::Peer(format!(
-                "MessagesQuery: {code} {}",
-                reply
-                    .pointer("/status/detail")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-            )));
-        }
-        let entries: Vec<String> = reply
-            .get("entries")
-            .and_then(Value::as_array)
-            .map(|e| {
-                e.iter()
-                    .filter_map(|c| c.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut copied = 0;
-        for cid in &entries {
-            if store.get(tenant, cid).await?.is_some() {
-                continue;
-            }
-            let read = dehr_dwn::builders::messages_read(cid, &signer, Some(&read_grant))?;
-            let (reply, data) = self
-                .call(
-                    peer,
-                    tenant,
-                    &serde_json::to_value(&read).unwrap_or_default(),
-                )
-                .await?;
-            let Some(message) = reply.pointer("/entry/message").cloned() else {
-                // Gone from the peer since it was listed (pruned, superseded): nothing to copy.
-                continue;
-            };
-            let stream = data.map(|bytes| -> dehr_store::DataStream {
-                Box::pin(futures_util::stream::once(async move { Ok(bytes) }))
-            });
-            let done = dwn.process_message(tenant, message, stream).await;
-            if !Self::settled(
-                tenant,
-                peer,
-                cid,
-                u64::from(done.status.code),
-                &done.status.detail,
-            ) {
-                return Err(PushError::Peer(format!(
-                    "{cid} was refused here: {} {}",
-                    done.status.code, done.status.detail
-                )));
-            }
-            copied += 1;
-        }
-        if let Some(next) = reply.get("cursor") {
-            store
-                .set_replication_cursor(
-                    tenant,
-                    &key,
-                    &ReplicationCursor {
-                        generation: next.to_string(),
-                        watermark: saved.map_or(0, |c| c.watermark) + entries.len() as u64,
-                    },
-                )
-                .await?;
-        }
         if copied > 0 {
             tracing::info!(%tenant, %peer, messages = copied, "replicated from the peer");
         }
         Ok(copied)
-    }
-
-    /// One JSON-RPC `dwn.processMessage` to a peer: its DWN reply and any record data.
-    async fn call(
-        &self,
-        peer: &str,
-        tenant: &str,
-        message: &Value,
-    ) -> Result<(Value, Option<Bytes>), PushError> {
-        let request = json!({
-            "jsonrpc": "2.0",
-            "id": dehr_core::time::now_timestamp(),
-            "method": "dwn.processMessage",
-            "params": { "target": tenant, "message": message },
-        });
-        let response = self
-            .client
-            .post(format!("{peer}/"))
-            .header(crate::DWN_REQUEST, request.to_string())
-            .send()
-            .await
-            .map_err(|e| PushError::Transport(e.to_string()))?;
-        let in_header = response
-            .headers()
-            .get(crate::DWN_RESPONSE)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned);
-        let (rpc, data) = match in_header {
-            Some(header) => {
-                let data = response
-                    .bytes()
-                    .await
-                    .map_err(|e| PushError::Transport(e.to_string()))?;
-                let rpc: Value = serde_json::from_str(&header)
-                    .map_err(|e| PushError::Transport(format!("dwn-response: {e}")))?;
-                (rpc, Some(data))
-            }
-            None => (
-                response
-                    .json::<Value>()
-                    .await
-                    .map_err(|e| PushError::Transport(e.to_string()))?,
-                None,
-            ),
-        };
-        let reply = rpc
-            .pointer("/result/reply")
-            .cloned()
-            .ok_or_else(|| PushError::Peer(format!("no reply: {rpc}")))?;
-        Ok((reply, data))
     }
 
     /// Sends the tenant's signed did:dht packet from this node's relay to the peer's relay.
@@ -700,7 +471,7 @@ impl Replicator {
             return;
         };
         if let Err(e) = self
-            .client
+            .http
             .put(format!("{peer}/{id}"))
             .header("content-type", "application/pkarr.org/relays#payload")
             .body(packet)
@@ -708,126 +479,6 @@ impl Replicator {
             .await
         {
             tracing::debug!(%tenant, %peer, error = %e, "replication: DID document not sent");
-        }
-    }
-
-    /// Whether a peer's status means the message is there now (or can never be: a refusal
-    /// that repeating would not change is logged and passed over, so one bad message cannot
-    /// stop a tenant's replication for good).
-    fn settled(tenant: &str, peer: &str, message_cid: &str, code: u64, detail: &str) -> bool {
-        match code {
-            200..=299 | 409 => true,
-            // 404 answers a RecordsDelete of a record the peer never had.
-            400..=499 if code != 401 && code != 429 => {
-                tracing::warn!(%tenant, %peer, message = message_cid, code, detail, "replication: the peer refused a message");
-                true
-            }
-            _ => false,
-        }
-    }
-
-    async fn send_batch(
-        &self,
-        tenant: &str,
-        peer: &str,
-        messages: &[&OutgoingMessage],
-    ) -> Result<(), PushError> {
-        if messages.is_empty() {
-            return Ok(());
-        }
-        let mut body = Vec::new();
-        for message in messages {
-            let mut line = json!({ "target": tenant, "message": message.message });
-            if let Some(data) = &message.data {
-                line["data"] = json!(dehr_core::encoding::b64url_encode(data));
-            }
-            serde_json::to_writer(&mut body, &line)
-                .map_err(|e| PushError::Transport(e.to_string()))?;
-            body.push(b'\n');
-        }
-        let response = self
-            .client
-            .post(format!("{peer}{REPLICATE_PATH}"))
-            .header("content-type", "application/x-ndjson")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| PushError::Transport(e.to_string()))?;
-        if !response.status().is_success() {
-            return Err(PushError::Peer(response.status().to_string()));
-        }
-        let statuses: Vec<Value> = response
-            .json()
-            .await
-            .map_err(|e| PushError::Transport(e.to_string()))?;
-        if statuses.len() != messages.len() {
-            return Err(PushError::Peer(format!(
-                "{} statuses for {} messages",
-                statuses.len(),
-                messages.len()
-            )));
-        }
-        for (message, status) in messages.iter().zip(&statuses) {
-            let code = status.get("code").and_then(Value::as_u64).unwrap_or(500);
-            let detail = status.get("detail").and_then(Value::as_str).unwrap_or("");
-            if !Self::settled(tenant, peer, &message.message_cid, code, detail) {
-                return Err(PushError::Peer(format!("{code} {detail}")));
-            }
-        }
-        Ok(())
-    }
-
-    /// Sends one message the way any client does: `dwn.processMessage` over `POST /`, data
-    /// streamed as the body.
-    async fn send_one(
-        &self,
-        tenant: &str,
-        peer: &str,
-        message: &OutgoingMessage,
-    ) -> Result<(), PushError> {
-        let request = json!({
-            "jsonrpc": "2.0",
-            "id": message.message_cid,
-            "method": "dwn.processMessage",
-            "params": { "target": tenant, "message": message.message },
-        });
-        let mut http = self
-            .client
-            .post(format!("{peer}/"))
-            .header(crate::DWN_REQUEST, request.to_string())
-            .header("content-type", "application/octet-stream");
-        if let Some(data) = &message.data {
-            http = http.body(data.clone());
-        } else if message.large_data
-            && let Some(stream) = self
-                .state
-                .dwn()
-                .record_data(tenant, &message.message)
-                .await?
-        {
-            http = http.body(reqwest::Body::wrap_stream(stream));
-        }
-        let response = http
-            .send()
-            .await
-            .map_err(|e| PushError::Transport(e.to_string()))?;
-        let body: Value = response
-            .json()
-            .await
-            .map_err(|e| PushError::Transport(e.to_string()))?;
-        let status = body.pointer("/result/reply/status");
-        let code = status
-            .and_then(|s| s.get("code"))
-            .and_then(Value::as_u64)
-            .unwrap_or(500);
-        let detail = status
-            .and_then(|s| s.get("detail"))
-            .and_then(Value::as_str)
-            .unwrap_or("no reply");
-        if Self::settled(tenant, peer, &message.message_cid, code, detail) {
-            Ok(())
-        } else {
-            Err(PushError::Peer(format!("{code} {detail}")))
         }
     }
 }

@@ -75,6 +75,13 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         &args.common.passphrase("Vault passphrase")?,
     )?;
     let token = token(&args)?;
+    crate::replica::level(&agent, &args.identity, "before serving").await;
+    if let Some(syncer) = agent.replica_syncer(&args.identity)? {
+        // Records written here reach the nodes right after; others' writes arrive within
+        // --refresh seconds (2 when refreshing is off).
+        let every = std::time::Duration::from_secs(if args.refresh > 0 { args.refresh } else { 2 });
+        tokio::spawn(syncer.run(every));
+    }
     eprintln!(
         "Reading {}'s record and the records shared with it…",
         args.identity

@@ -61,6 +61,7 @@ pub async fn run(args: ExportArgs) -> Result<()> {
         &args.common.passphrase("Vault passphrase")?,
     )?;
     let identity = agent.identity(&args.identity)?.clone();
+    crate::replica::level(&agent, &args.identity, "before exporting").await;
     let resources = dehr_health::export::read_resources(&agent, &args.identity, None).await?;
     eprintln!("Read {} resources of {}.", resources.len(), identity.name);
     match args.format {

@@ -128,6 +128,7 @@ fn parse_role(input: &str) -> Result<Role, String> {
 impl CommonArgs {
     pub(crate) fn config(&self) -> AgentConfig {
         let mut config = AgentConfig::new(self.home.clone().unwrap_or_else(default_home));
+        config.local_replica = true;
         config.gateways = self
             .gateways
             .iter()
@@ -276,6 +277,8 @@ pub async fn run(command: IdentityCommand) -> Result<()> {
             eprintln!("Republished:");
             print_identity(&identity);
             report_replication(&mut agent, &identity.name).await?;
+            crate::replica::level(&agent, &identity.name, "copying the record to the new node")
+                .await;
         }
         IdentityCommand::RemoveNode {
             common,

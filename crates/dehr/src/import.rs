@@ -66,6 +66,7 @@ pub async fn run(args: ImportArgs) -> Result<()> {
         args.common.config(),
         &args.common.passphrase("Vault passphrase")?,
     )?;
+    crate::replica::level(&agent, &args.identity, "before importing").await;
     let mut importer = Importer::new(&mut agent, &args.identity, validator);
     let mut refused_total = 0;
     let mut written_total = 0;
@@ -100,6 +101,8 @@ pub async fn run(args: ImportArgs) -> Result<()> {
         refused_total += summary.refused.len();
         written_total += summary.written_total();
     }
+    drop(importer);
+    crate::replica::level(&agent, &args.identity, "sending the import to the nodes").await;
     eprintln!("Imported {written_total} resources.");
     if refused_total > 0 {
         bail!(

@@ -16,6 +16,7 @@ mod identity;
 mod import;
 mod logging;
 mod node;
+mod replica;
 mod sample_messages;
 mod share;
 mod size;

@@ -130,6 +130,7 @@ pub async fn run_share(args: ShareArgs) -> Result<()> {
         Vec::new()
     };
     let did = agent.identity(&args.identity)?.did.clone();
+    crate::replica::level(&agent, &args.identity, "before sharing").await;
     anyhow::ensure!(
         agent
             .fetch_protocol(&args.identity, &did, HEALTH_RECORD_PROTOCOL)
@@ -152,6 +153,7 @@ pub async fn run_share(args: ShareArgs) -> Result<()> {
             },
         )
         .await?;
+    crate::replica::level(&agent, &args.identity, "sending the grants to the nodes").await;
     if !write_paths.is_empty() {
         println!(
             "{} may add records to: {}.",
@@ -172,9 +174,16 @@ pub async fn run_share(args: ShareArgs) -> Result<()> {
 
 pub async fn run_revoke(args: RevokeArgs) -> Result<()> {
     let mut agent = open(&args.common)?;
+    crate::replica::level(&agent, &args.identity, "before revoking").await;
     let revocation = agent
         .revoke(&args.identity, &args.grantee, HEALTH_RECORD_PROTOCOL)
         .await?;
+    crate::replica::level(
+        &agent,
+        &args.identity,
+        "sending the revocation to the nodes",
+    )
+    .await;
     println!(
         "Revoked {} grants of {}; new records use key epoch {}{}.",
         revocation.revoked_grants,
@@ -194,7 +203,9 @@ pub async fn run_revoke(args: RevokeArgs) -> Result<()> {
 
 pub async fn run_receive(args: ReceiveArgs) -> Result<()> {
     let mut agent = open(&args.common)?;
+    crate::replica::level(&agent, &args.identity, "before receiving").await;
     let reception = agent.receive_keys(&args.identity, &args.grantor).await?;
+    crate::replica::level(&agent, &args.identity, "after receiving").await;
     println!(
         "{} new keys from {}; `dehr agent --identity {}` now serves what they shared.",
         reception.added, args.grantor, args.identity

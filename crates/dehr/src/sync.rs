@@ -38,6 +38,19 @@ pub async fn run(args: SyncArgs) -> Result<()> {
     )?;
     match args.action {
         Some(SyncAction::Status) => {
+            if let (Some(replica), Ok(identity)) = (agent.replica(), agent.identity(who)) {
+                let held = replica.held(&identity.did).await?;
+                let ready = replica.is_ready(&identity.did).await;
+                println!(
+                    "this computer  holds {} messages{}",
+                    held.len(),
+                    if ready {
+                        ""
+                    } else {
+                        " (not synced yet: commands ask the nodes; run `dehr sync`)"
+                    }
+                );
+            }
             for lag in agent.sync_status(who).await? {
                 match lag.held {
                     Ok(held) => println!(
@@ -48,6 +61,36 @@ pub async fn run(args: SyncArgs) -> Result<()> {
                     ),
                     Err(why) => println!("{}  unreachable: {why}", lag.node),
                 }
+            }
+        }
+        None if agent.replica().is_some() => {
+            eprintln!("Syncing this computer's replica with each node…");
+            for node in agent.sync_replica(who).await? {
+                match (&node.pulled, &node.pushed) {
+                    (Ok(pulled), Ok(pushed)) => println!(
+                        "{}  {pulled} messages copied here, {pushed} sent there",
+                        node.node
+                    ),
+                    (pulled, pushed) => println!(
+                        "{}  out of reach: {}",
+                        node.node,
+                        pulled
+                            .as_ref()
+                            .err()
+                            .or(pushed.as_ref().err())
+                            .map_or("", String::as_str)
+                    ),
+                }
+            }
+            // Node-to-node leveling as well, for messages the replica could not take.
+            let report = agent.sync(who, &mut |_, _| {}).await?;
+            for (node, copied) in &report.copied {
+                if *copied > 0 {
+                    println!("{node}  {copied} messages copied from another node");
+                }
+            }
+            for refused in &report.refused {
+                eprintln!("warning: refused: {refused}");
             }
         }
         None => {

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod identities;
+mod replica;
 mod sharing;
 mod vault;
 
