@@ -159,7 +159,13 @@ impl Agent {
     /// How far each of `who`'s nodes is behind the others (messages any node holds that it
     /// lacks).
     pub async fn sync_status(&self, who: &str) -> Result<Vec<NodeLag>, AgentError> {
-        let holdings = self.holdings(who).await?;
+        let mut holdings = self.holdings(who).await?;
+        // The local replica counts as one more holder: what it has and a node lacks is lag.
+        if let Some(replica) = self.replica() {
+            let did = self.identity(who)?.did.clone();
+            let held = replica.held(&did).await.map_err(|e| e.to_string());
+            holdings.insert(0, (crate::replica::LOCAL.to_owned(), held));
+        }
         let union: std::collections::BTreeSet<&String> = holdings
             .iter()
             .filter_map(|(_, h)| h.as_ref().ok())

@@ -38,17 +38,11 @@ pub async fn run(args: SyncArgs) -> Result<()> {
     )?;
     match args.action {
         Some(SyncAction::Status) => {
-            if let (Some(replica), Ok(identity)) = (agent.replica(), agent.identity(who)) {
-                let held = replica.held(&identity.did).await?;
-                let ready = replica.is_ready(&identity.did).await;
+            if let (Some(replica), Ok(identity)) = (agent.replica(), agent.identity(who))
+                && !replica.is_ready(&identity.did).await
+            {
                 println!(
-                    "this computer  holds {} messages{}",
-                    held.len(),
-                    if ready {
-                        ""
-                    } else {
-                        " (not synced yet: commands ask the nodes; run `dehr sync`)"
-                    }
+                    "this computer's replica has not synced yet: commands ask the nodes; run `dehr sync`"
                 );
             }
             for lag in agent.sync_status(who).await? {

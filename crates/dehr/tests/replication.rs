@@ -409,10 +409,11 @@ async fn three_nodes_replicate_and_survive_losing_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dehr_sync_levels_nodes_that_do_not_replicate_and_status_shows_the_lag() {
+async fn dehr_sync_levels_a_node_that_missed_writes_and_status_shows_the_lag() {
     let dir = tempfile::tempdir().unwrap();
+    // Nodes that do not replicate among themselves: only the agent levels them.
     let a = NodeProcess::with_replication(dir.path().join("a"), "0");
-    let b = NodeProcess::with_replication(dir.path().join("b"), "0");
+    let mut b = NodeProcess::with_replication(dir.path().join("b"), "0");
     let home = dir.path().join("home");
     let created = dehr(
         &home,
@@ -435,12 +436,16 @@ async fn dehr_sync_levels_nodes_that_do_not_replicate_and_status_shows_the_lag()
         .find(|w| w.starts_with("did:dht:"))
         .unwrap()
         .to_owned();
+    // The import goes on with b down: it lands in the local replica and on a.
+    b.kill();
     let file = observations(dir.path(), 0, 30);
-    dehr(
+    let imported = dehr(
         &home,
         &a.url(),
         &["import", "--identity", "alice", file.to_str().unwrap()],
     );
+    assert!(imported.contains("out of reach"), "{imported}");
+    b.start();
     let status = dehr(&home, &a.url(), &["sync", "status", "--identity", "alice"]);
     let lag_of = |status: &str, node: &str| -> usize {
         let line = status.lines().find(|l| l.starts_with(node)).unwrap();
@@ -453,6 +458,7 @@ async fn dehr_sync_levels_nodes_that_do_not_replicate_and_status_shows_the_lag()
             .parse()
             .unwrap()
     };
+    assert_eq!(lag_of(&status, "local replica"), 0, "{status}");
     assert_eq!(lag_of(&status, &a.url()), 0, "{status}");
     assert!(lag_of(&status, &b.url()) >= 31, "{status}");
 
