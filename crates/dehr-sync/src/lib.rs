@@ -16,7 +16,7 @@
 //! Every step is idempotent (a message applied twice answers 409 and changes nothing), so
 //! resuming from a cursor that lags behind what the peer took is always safe.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -83,6 +83,9 @@ pub fn pull_cursor_key(peer: &str) -> String {
 pub struct SyncClient {
     http: reqwest::Client,
     info: Mutex<HashMap<String, (Instant, PeerInfo)>>,
+    /// Messages pulled from a peer since the last push to it, by (tenant, peer): the peer has
+    /// them, so the push passes over them instead of sending them back.
+    pulled: Mutex<HashMap<(String, String), HashSet<String>>>,
 }
 
 impl std::fmt::Debug for SyncClient {
@@ -112,7 +115,14 @@ impl SyncClient {
                 .build()
                 .unwrap_or_default(),
             info: Mutex::new(HashMap::new()),
+            pulled: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn pulled(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), HashSet<String>>> {
+        self.pulled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The peer's `/info`, cached for [`INFO_CACHE`].
@@ -179,6 +189,10 @@ impl SyncClient {
         };
         let mut sent = 0;
         let mut before_first = Some(before_first);
+        let came_from_peer = self
+            .pulled()
+            .remove(&(tenant.to_owned(), peer.to_owned()))
+            .unwrap_or_default();
         loop {
             let batch = dwn
                 .outgoing(tenant, cursor.watermark, BATCH_MESSAGES)
@@ -191,7 +205,10 @@ impl SyncClient {
             }
             let mut pending: Vec<&OutgoingMessage> = Vec::new();
             let mut pending_bytes = 0;
-            for message in &batch {
+            for message in batch
+                .iter()
+                .filter(|m| !came_from_peer.contains(&m.message_cid))
+            {
                 let inline = message.data.as_ref().map_or(0, Vec::len);
                 if message.large_data || !info.batches || pending_bytes + inline > BATCH_DATA_BYTES
                 {
@@ -285,7 +302,7 @@ impl SyncClient {
                 Ok::<_, SyncError>((cid, answer))
             }))
             .buffered(PULL_CONCURRENCY);
-        let mut copied = 0;
+        let mut copied = Vec::new();
         let mut refused = Vec::new();
         while let Some(read) = reads.next().await {
             let (cid, (reply, data)) = read?;
@@ -295,7 +312,7 @@ impl SyncClient {
             };
             let code = apply(dwn, tenant, &message, data.clone()).await;
             if taken(code.0) {
-                copied += 1;
+                copied.push(cid);
             } else {
                 refused.push((cid, message, data, code));
             }
@@ -304,11 +321,16 @@ impl SyncClient {
         for (cid, message, data, _) in refused {
             let (code, detail) = apply(dwn, tenant, &message, data).await;
             if taken(code) {
-                copied += 1;
+                copied.push(cid);
             } else if !settled(tenant, peer, &cid, u64::from(code), &detail) {
                 return Err(SyncError::Local(format!("{cid}: {code} {detail}")));
             }
         }
+        let count = copied.len();
+        self.pulled()
+            .entry((tenant.to_owned(), peer.to_owned()))
+            .or_default()
+            .extend(copied);
         if let Some(next) = reply.get("cursor") {
             store
                 .set_replication_cursor(
@@ -321,7 +343,7 @@ impl SyncClient {
                 )
                 .await?;
         }
-        Ok(copied)
+        Ok(count)
     }
 
     /// One JSON-RPC `dwn.processMessage` to a peer: its DWN reply and any record data.

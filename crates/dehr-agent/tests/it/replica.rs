@@ -317,6 +317,11 @@ async fn a_replica_that_never_synced_asks_the_nodes_until_it_has_pulled_everythi
     let on_the_node = on_node(&second, &node.url, &did).await;
     let report = second.sync_replica("alice").await.unwrap();
     assert_eq!(report[0].pulled, Ok(on_the_node.len()), "{report:?}");
+    assert_eq!(
+        report[0].pushed,
+        Ok(0),
+        "what came from the node is not sent back"
+    );
     assert!(replica.is_ready(&did).await);
     assert_eq!(
         in_replica(&second, &did).await,
