@@ -115,6 +115,17 @@ fn uuid_like() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The DID that signed a message (the `kid` of its first signature), if it is signed.
+fn signer_did(message: &Value) -> Option<String> {
+    let protected = message
+        .pointer("/authorization/signature/signatures/0/protected")?
+        .as_str()?;
+    let header: Value =
+        serde_json::from_slice(&dehr_core::encoding::b64url_decode(protected).ok()?).ok()?;
+    let kid = header.get("kid")?.as_str()?;
+    Some(kid.split('#').next().unwrap_or(kid).to_owned())
+}
+
 fn status_of(node: &str, reply: &Value) -> Result<(u16, String), ClientError> {
     let status = reply
         .get("status")
@@ -230,12 +241,16 @@ impl DwnClient {
         message: &M,
         data: Option<Bytes>,
     ) -> Result<Reply, ClientError> {
-        if let Some(replica) = &self.replica
-            && replica.is_ready(target).await
-        {
+        if let Some(replica) = &self.replica {
             let message =
                 serde_json::to_value(message).map_err(|e| ClientError::Encode(e.to_string()))?;
-            return replica.process(target, message, data).await;
+            // Only the person's own messages: anyone else's access (even another identity of
+            // this agent) is authorized and logged by the nodes, whose access log is the record.
+            if signer_did(&message).as_deref() == Some(target) && replica.is_ready(target).await {
+                return replica.process(target, message, data).await;
+            }
+            let nodes = self.nodes_of(target).await?;
+            return self.send_to_any(&nodes, target, &message, data).await;
         }
         let nodes = self.nodes_of(target).await?;
         self.send_to_any(&nodes, target, message, data).await

@@ -1,6 +1,7 @@
 //! `dehr bench --import DIR`: import throughput end to end (FHIR validation, encryption,
 //! signing, HTTP, the node's verification and storage), on a `dehr node` started in this
-//! process on 127.0.0.1 with SQLite in a temporary folder, plus validation alone.
+//! process on 127.0.0.1 with SQLite in a temporary folder, plus validation alone; then the same
+//! as `dehr import` does it, into the agent's local replica first and pushed to the node after.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -23,7 +24,7 @@ fn bundle_files(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// A `dehr node` on 127.0.0.1 in this process (SQLite under `dir`) and an agent with one
 /// identity, `bench`, on it.
-async fn node_and_agent(dir: &Path) -> Result<Agent> {
+async fn node_and_agent(dir: &Path, local_replica: bool) -> Result<Agent> {
     let mut config = dehr_node::NodeConfig::new(dir.join("node"));
     config.listen = "127.0.0.1:0".parse()?;
     // DIDs resolve from the node's own relay; nothing may reach public gateways.
@@ -33,6 +34,7 @@ async fn node_and_agent(dir: &Path) -> Result<Agent> {
     tokio::spawn(node.run(std::future::pending::<()>()));
     let mut agent_config = AgentConfig::new(dir.join("agent"));
     agent_config.gateways = vec![url.clone()];
+    agent_config.local_replica = local_replica;
     let (mut agent, _) = Agent::create(agent_config, &Passphrase::new("bench passphrase"))?;
     agent
         .create_identity("bench", Role::Patient, std::slice::from_ref(&url))
@@ -75,11 +77,57 @@ pub async fn run(dir: &Path, definitions: &Path) -> Result<Value> {
 
     // End to end.
     let temp = tempfile::tempdir()?;
-    let mut agent = node_and_agent(temp.path()).await?;
-    let mut importer = Importer::new(&mut agent, "bench", validator);
+    let mut agent = node_and_agent(temp.path(), false).await?;
+    let (written, seconds) = import_all(&mut agent, &validator, &contents).await?;
+    let import_rate = written as f64 / seconds;
+
+    // As `dehr import` runs: into the local replica, then pushed to the node in batches.
+    let temp = tempfile::tempdir()?;
+    let mut agent = node_and_agent(temp.path(), true).await?;
+    let (replica_written, replica_seconds) = import_all(&mut agent, &validator, &contents).await?;
+    let started = Instant::now();
+    let pushed: usize = agent
+        .sync_replica("bench")
+        .await?
+        .iter()
+        .map(|n| n.pushed.as_ref().copied().unwrap_or(0))
+        .sum();
+    let push_seconds = started.elapsed().as_secs_f64();
+    println!(
+        "FHIR definitions loaded in {load_ms:.0} ms; validation alone {validation_rate:.0} resources/s ({validated} resources)"
+    );
+    println!(
+        "import end to end: {written} resources from {} files in {seconds:.1} s = {import_rate:.0} resources/s",
+        files.len()
+    );
+    println!(
+        "import into the local replica: {replica_written} resources in {replica_seconds:.1} s = {:.0} resources/s; pushed to the node ({pushed} messages) in {push_seconds:.1} s; {:.0} resources/s until on the node",
+        replica_written as f64 / replica_seconds,
+        replica_written as f64 / (replica_seconds + push_seconds)
+    );
+    Ok(json!({
+        "replicaImportSeconds": replica_seconds,
+        "replicaImportPerSecond": replica_written as f64 / replica_seconds,
+        "replicaPushSeconds": push_seconds,
+        "replicaPushedMessages": pushed,
+        "definitionsLoadMs": load_ms,
+        "validationPerSecond": validation_rate,
+        "importedResources": written,
+        "importSeconds": seconds,
+        "importPerSecond": import_rate,
+    }))
+}
+
+/// Imports every bundle with `agent`'s identity `bench`: (resources written, seconds).
+async fn import_all(
+    agent: &mut Agent,
+    validator: &dehr_fhir::Validator,
+    contents: &[(String, Vec<u8>)],
+) -> Result<(usize, f64)> {
+    let mut importer = Importer::new(agent, "bench", validator.clone());
     let started = Instant::now();
     let mut written = 0usize;
-    for (name, bytes) in &contents {
+    for (name, bytes) in contents {
         let summary = importer.import(name, bytes, &mut |_, _| {}).await?;
         anyhow::ensure!(
             summary.refused.is_empty(),
@@ -89,22 +137,7 @@ pub async fn run(dir: &Path, definitions: &Path) -> Result<Value> {
         );
         written += summary.written_total();
     }
-    let seconds = started.elapsed().as_secs_f64();
-    let import_rate = written as f64 / seconds;
-    println!(
-        "FHIR definitions loaded in {load_ms:.0} ms; validation alone {validation_rate:.0} resources/s ({validated} resources)"
-    );
-    println!(
-        "import end to end: {written} resources from {} files in {seconds:.1} s = {import_rate:.0} resources/s",
-        files.len()
-    );
-    Ok(json!({
-        "definitionsLoadMs": load_ms,
-        "validationPerSecond": validation_rate,
-        "importedResources": written,
-        "importSeconds": seconds,
-        "importPerSecond": import_rate,
-    }))
+    Ok((written, started.elapsed().as_secs_f64()))
 }
 
 /// `dehr bench --fhir-search N`: FHIR search latency on a record of N Observations (plus their
@@ -114,7 +147,7 @@ pub async fn run_search(definitions: &Path, n: usize, queries: usize) -> Result<
         .with_context(|| format!("loading FHIR definitions from {}", definitions.display()))?;
     let validator = dehr_fhir::Validator::new(&loaded)?;
     let temp = tempfile::tempdir()?;
-    let mut agent = node_and_agent(temp.path()).await?;
+    let mut agent = node_and_agent(temp.path(), false).await?;
 
     // N Observations over 50 LOINC codes and ten years of dates, one Patient.
     let codes: Vec<String> = (0..50)

@@ -334,3 +334,71 @@ async fn a_replica_that_never_synced_asks_the_nodes_until_it_has_pulled_everythi
         "now served here, with the node gone"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_identity_of_the_same_agent_reads_through_the_node_and_is_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(&dir.path().join("node"), "127.0.0.1:0".parse().unwrap()).await;
+    // A demo computer: a patient and a clinic in one vault, both DWNs replicated here.
+    let (mut agent, _) = Agent::create(
+        replica_config(&dir.path().join("agent"), &node.url),
+        &passphrase(),
+    )
+    .unwrap();
+    let nodes = std::slice::from_ref(&node.url);
+    let patient = agent
+        .create_identity("alice", Role::Patient, nodes)
+        .await
+        .unwrap()
+        .did;
+    let clinic = agent
+        .create_identity("clinic", Role::Provider, nodes)
+        .await
+        .unwrap()
+        .did;
+    agent
+        .configure_protocol("alice", &definition())
+        .await
+        .unwrap();
+    agent
+        .write_record("alice", None, note("private"))
+        .await
+        .unwrap();
+    let share = agent
+        .share(
+            "alice",
+            &clinic,
+            &ShareRequest {
+                protocol: PROTOCOL.into(),
+                protocol_paths: vec!["note".into()],
+                write_paths: Vec::new(),
+                date_expires: in_a_year(),
+                description: None,
+            },
+        )
+        .await
+        .unwrap();
+    agent.sync_replica("alice").await.unwrap();
+
+    // One of the share's grants is the Query grant of the path.
+    let mut seen = None;
+    for grant in &share.grant_ids {
+        if let Ok(found) = agent
+            .query_records("clinic", &patient, PROTOCOL, Some("note"), Some(grant))
+            .await
+        {
+            seen = Some(found.len());
+            break;
+        }
+    }
+    assert_eq!(seen, Some(1), "the clinic sees the note under its grant");
+    // The node answered, so the node logged it: the patient's replica never serves others.
+    let logs = agent.access_log("alice").await.unwrap();
+    let by_clinic = logs[0]
+        .entries
+        .iter()
+        .filter(|e| e.entry["actor"] == clinic.as_str() && e.entry["method"] == "Query")
+        .count();
+    assert!(by_clinic >= 1, "{:?}", logs[0].entries);
+    node.stop().await;
+}
