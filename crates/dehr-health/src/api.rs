@@ -49,7 +49,9 @@ pub const AUTHOR_EXTENSION: &str = "https://dehr.health/fhir/StructureDefinition
 
 /// What the API serves and from where.
 pub struct FhirApi {
-    agent: Mutex<Agent>,
+    /// Shared with the portal when it serves the same vault: one open vault per process, so
+    /// no two copies of it overwrite each other's changes.
+    agent: Arc<Mutex<Agent>>,
     who: String,
     did: String,
     validator: Validator,
@@ -209,9 +211,20 @@ impl FhirApi {
         validator: Validator,
         token: String,
     ) -> Result<Arc<Self>, AgentError> {
-        let did = agent.identity(who)?.did.clone();
+        Self::load_shared(Arc::new(Mutex::new(agent)), who, validator, token).await
+    }
+
+    /// [`FhirApi::load`] with an agent others use too (the portal serves several identities
+    /// of one vault, each with its own `FhirApi`).
+    pub async fn load_shared(
+        agent: Arc<Mutex<Agent>>,
+        who: &str,
+        validator: Validator,
+        token: String,
+    ) -> Result<Arc<Self>, AgentError> {
+        let did = agent.lock().await.identity(who)?.did.clone();
         let api = Arc::new(Self {
-            agent: Mutex::new(agent),
+            agent,
             who: who.to_owned(),
             did,
             validator,
@@ -305,6 +318,51 @@ impl FhirApi {
             }
         }
         Ok(count)
+    }
+
+    /// The DID whose view this is.
+    pub fn did(&self) -> &str {
+        &self.did
+    }
+
+    /// The agent, shared with whoever else serves this vault.
+    pub fn agent(&self) -> &Arc<Mutex<Agent>> {
+        &self.agent
+    }
+
+    /// Every version this identity reads, as the API serves it (for the portal's views).
+    pub async fn index(&self) -> tokio::sync::RwLockReadGuard<'_, ResourceIndex> {
+        self.index.read().await
+    }
+
+    /// Others' records this identity reads: owner DID → the paths granted.
+    pub async fn granted(&self) -> BTreeMap<String, Vec<PathAccess>> {
+        self.granted.read().await.clone()
+    }
+
+    /// Creates a resource (a new id, as FHIR create does) in `owner`'s record (this
+    /// identity's own when `None`, else a patient's under their write grant): validated,
+    /// signed, written to the DWN, then indexed. Returns `(type, id)`, or why it was refused.
+    pub async fn create(
+        &self,
+        owner: Option<&str>,
+        resource: Value,
+    ) -> Result<(String, String), String> {
+        let kind = resource
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let id = crate::import::new_id();
+        let write = self
+            .prepare_for(&kind, &id, resource, None, owner)
+            .await
+            .map_err(|refusal| diagnostics(&refusal.outcome))?;
+        match self.write(vec![write]).await.pop() {
+            Some(Ok(_)) => Ok((kind, id)),
+            Some(Err(why)) => Err(why),
+            None => Err("nothing was written".into()),
+        }
     }
 
     /// The routes under `/fhir`.
@@ -482,8 +540,21 @@ impl FhirApi {
         &self,
         kind: &str,
         id: &str,
+        resource: Value,
+        if_match: Option<&str>,
+    ) -> Result<PendingWrite, WriteRefusal> {
+        self.prepare_for(kind, id, resource, if_match, None).await
+    }
+
+    /// [`Self::prepare`], into `owner`'s record when given (a new resource only; an existing
+    /// one stays in the record it is in).
+    async fn prepare_for(
+        &self,
+        kind: &str,
+        id: &str,
         mut resource: Value,
         if_match: Option<&str>,
+        owner_wanted: Option<&str>,
     ) -> Result<PendingWrite, WriteRefusal> {
         if !self.serves(kind) {
             return Err(WriteRefusal::new(
@@ -522,9 +593,10 @@ impl FhirApi {
                 ));
             }
         }
-        let owner = match owner {
-            Some(owner) => owner,
-            None => self.owner_for(&resource).await,
+        let owner = match (owner, owner_wanted) {
+            (Some(owner), _) => owner,
+            (None, Some(wanted)) => wanted.to_owned(),
+            (None, None) => self.owner_for(&resource).await,
         };
         let grant = if owner == self.did {
             None
@@ -741,6 +813,35 @@ impl FhirApi {
             .iter()
             .map(|v| v.id().to_owned())
             .collect())
+    }
+}
+
+/// The diagnostics of an OperationOutcome's issues, in one line.
+fn diagnostics(outcome: &Value) -> String {
+    let issues: Vec<String> = outcome
+        .get("issue")
+        .and_then(Value::as_array)
+        .map(|issues| {
+            issues
+                .iter()
+                .filter(|i| i.get("severity").and_then(Value::as_str) != Some("warning"))
+                .map(|i| {
+                    let text = i
+                        .get("diagnostics")
+                        .and_then(Value::as_str)
+                        .unwrap_or("refused");
+                    match i.pointer("/expression/0").and_then(Value::as_str) {
+                        Some(at) => format!("{at}: {text}"),
+                        None => text.to_owned(),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if issues.is_empty() {
+        "refused".into()
+    } else {
+        issues.join("; ")
     }
 }
 
