@@ -59,6 +59,8 @@ pub struct FhirApi {
     index: RwLock<ResourceIndex>,
     /// Others' records this identity reads under their grants: owner DID → paths.
     granted: RwLock<BTreeMap<String, Vec<PathAccess>>>,
+    /// Grantors whose nodes refused the last read (the share was revoked or expired).
+    ended: RwLock<BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for FhirApi {
@@ -231,6 +233,7 @@ impl FhirApi {
             token,
             index: RwLock::new(ResourceIndex::default()),
             granted: RwLock::new(BTreeMap::new()),
+            ended: RwLock::new(BTreeSet::new()),
         });
         api.refresh_grants().await;
         api.refresh().await?;
@@ -287,9 +290,13 @@ impl FhirApi {
         let mut read = read_versions(&agent, &self.who, &self.did, None, &known).await?;
         let granted = self.granted.read().await.clone();
         let mut ended = Vec::new();
+        let mut readable = Vec::new();
         for (owner, paths) in &granted {
             match read_versions(&agent, &self.who, owner, Some(paths), &known).await {
-                Ok(versions) => read.extend(versions),
+                Ok(versions) => {
+                    read.extend(versions);
+                    readable.push(owner.clone());
+                }
                 // The grantor revoked the grants (or they expired): what was read under them
                 // is no longer served.
                 Err(AgentError::NodeRefused {
@@ -301,6 +308,13 @@ impl FhirApi {
             }
         }
         drop(agent);
+        {
+            let mut ended_now = self.ended.write().await;
+            for owner in readable {
+                ended_now.remove(&owner);
+            }
+            ended_now.extend(ended.iter().cloned());
+        }
         let count = read.len();
         let mut index = self.index.write().await;
         for owner in ended {
@@ -338,6 +352,12 @@ impl FhirApi {
     /// Others' records this identity reads: owner DID → the paths granted.
     pub async fn granted(&self) -> BTreeMap<String, Vec<PathAccess>> {
         self.granted.read().await.clone()
+    }
+
+    /// Grantors whose nodes refused this identity at the last refresh: their share was
+    /// revoked or has expired, and their records are no longer served.
+    pub async fn ended(&self) -> BTreeSet<String> {
+        self.ended.read().await.clone()
     }
 
     /// Creates a resource (a new id, as FHIR create does) in `owner`'s record (this

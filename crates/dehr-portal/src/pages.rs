@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Form, Multipart, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Form, Multipart, Path, Query};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -1605,6 +1605,7 @@ async fn export_download(ctx: Ctx, Query(q): Query<ExportQuery>) -> PageResult {
 // The provider's side: my patients, a patient's shared record, adding to it
 
 struct PatientItem {
+    ended: bool,
     did: String,
     name: String,
     reads: String,
@@ -1623,6 +1624,7 @@ struct PatientsPage {
 async fn patients_page(ctx: &Ctx, me: &Me, error: Option<String>) -> PageResult {
     let api = me.api(ctx).await?;
     let granted = api.granted().await;
+    let ended = api.ended().await;
     let index = api.index().await;
     let patients = granted
         .into_iter()
@@ -1634,6 +1636,7 @@ async fn patients_page(ctx: &Ctx, me: &Me, error: Option<String>) -> PageResult 
                 .filter(|n| !n.is_empty())
                 .unwrap_or_else(|| me.name_of(&owner));
             PatientItem {
+                ended: ended.contains(&owner),
                 count: index.live(Some(&owner)).count(),
                 reads: paths.iter().map(|p| p.path.clone()).collect::<Vec<_>>().join(", "),
                 writes: paths
@@ -1722,6 +1725,12 @@ struct PatientPage {
 async fn patient_page(ctx: &Ctx, me: &Me, did: &str, errors: Vec<String>) -> PageResult {
     let api = me.api(ctx).await?;
     let granted = api.granted().await;
+    if api.ended().await.contains(did) {
+        return Err(PageError::new(
+            StatusCode::FORBIDDEN,
+            format!("{} has no access to the record of {} any more: their node refused the read (the share was revoked or has expired).", me.me.name, me.name_of(did)),
+        ));
+    }
     let Some(paths) = granted.get(did) else {
         return Err(PageError::new(
             StatusCode::FORBIDDEN,

@@ -17,7 +17,6 @@ pub(crate) struct Summary {
     /// For sorting: the FHIR date as written.
     pub(crate) sort_date: String,
     pub(crate) author: String,
-    pub(crate) owner: String,
 }
 
 impl Summary {
@@ -305,7 +304,6 @@ pub(crate) fn summarize(version: &Version) -> Summary {
         date: date(&sort_date),
         sort_date,
         author: version.author.clone(),
-        owner: version.owner.clone(),
         kind,
     }
 }

@@ -1,0 +1,264 @@
+// The portal end to end, in headless Chromium: a newcomer creates a vault and an identity
+// (recovery phrase shown once, then confirmed), locks and unlocks, imports a Synthea record
+// (progress page), opens a chart and a record, shares with a provider identity, the provider
+// reads and adds an observation, the patient revokes, the provider is refused, and the access
+// log shows the provider's reads. One `dehr up` on free 127.0.0.1 ports with a fresh data
+// folder; nothing leaves 127.0.0.1. Screenshots of each step go to e2e/screenshots/.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, readdirSync, statSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '..', '..');
+const dehrBin = process.env.DEHR_BIN ?? path.join(root, 'target', 'debug', 'dehr');
+const fixtures = process.env.DEHR_FIXTURES ?? path.resolve(root, '..', 'shared', 'fixtures');
+const screenshots = process.env.DEHR_SCREENSHOTS ?? path.join(root, 'e2e', 'screenshots');
+const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const PASSPHRASE = 'correct horse battery staple';
+
+let dehr;
+let dataDir;
+let portalUrl;
+let browser;
+let step = 0;
+
+async function shot(page, name) {
+  step += 1;
+  const file = path.join(screenshots, `${String(step).padStart(2, '0')}-${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+}
+
+function startDehr() {
+  return new Promise((resolve, reject) => {
+    dehr = spawn(dehrBin, [
+      'up',
+      '--listen', '127.0.0.1:0',
+      '--node-listen', '127.0.0.1:0',
+      '--data-dir', dataDir,
+      '--fixtures', fixtures,
+      '--idle-lock', '30',
+    ], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: 'warn' } });
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => reject(new Error(`dehr up did not start in time:\n${out}\n${err}`)), 120_000);
+    dehr.stdout.on('data', (chunk) => {
+      out += chunk;
+      const match = out.match(/DeHR portal: (http:\/\/127\.0\.0\.1:\d+\/)/);
+      if (match) {
+        clearTimeout(timer);
+        resolve(match[1]);
+      }
+    });
+    dehr.stderr.on('data', (chunk) => {
+      err += chunk;
+      if (process.env.DEHR_E2E_VERBOSE) process.stderr.write(chunk);
+    });
+    dehr.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`dehr up exited with ${code}:\n${out}\n${err}`));
+    });
+  });
+}
+
+before(async () => {
+  mkdirSync(screenshots, { recursive: true });
+  for (const file of readdirSync(screenshots)) {
+    if (file.endsWith('.png')) rmSync(path.join(screenshots, file));
+  }
+  dataDir = mkdtempSync(path.join(tmpdir(), 'dehr-e2e-'));
+  portalUrl = await startDehr();
+  browser = await chromium.launch({
+    executablePath: chromiumPath,
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      `--user-data-dir=${mkdtempSync(path.join(tmpdir(), 'dehr-e2e-chromium-'))}`,
+    ],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  if (dehr && dehr.exitCode === null) {
+    dehr.removeAllListeners('exit');
+    dehr.kill('SIGTERM');
+  }
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+/// A fresh browser context (its own cookies: its own portal session) that refuses every
+/// request beyond the portal.
+async function newPage() {
+  const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+  await context.route('**/*', (route) =>
+    route.request().url().startsWith(portalUrl) ? route.continue() : route.abort());
+  return context.newPage();
+}
+
+async function flash(page) {
+  return (await page.locator('.flash').first().textContent())?.trim() ?? '';
+}
+
+test('a patient and a provider through the portal', { timeout: 600_000 }, async () => {
+  const patient = await newPage();
+
+  // Onboarding: the vault, the first identity, the recovery phrase shown once and confirmed.
+  await patient.goto(portalUrl);
+  assert.match(patient.url(), /\/welcome$/);
+  await patient.getByLabel('Name').fill('Alice');
+  await patient.getByLabel('a patient').check();
+  await patient.getByLabel('Passphrase', { exact: false }).first().fill(PASSPHRASE);
+  await patient.getByLabel('Passphrase again').fill(PASSPHRASE);
+  await shot(patient, 'welcome');
+  await patient.getByRole('button', { name: 'Create my vault' }).click();
+  await patient.waitForURL(/\/welcome\/phrase$/);
+  const words = await patient.locator('ol.phrase li').allTextContents();
+  assert.equal(words.length, 24);
+  await shot(patient, 'recovery-phrase');
+  const askFirst = Number((await patient.locator('label[for=first]').textContent()).match(/\d+/)[0]);
+  const askSecond = Number((await patient.locator('label[for=second]').textContent()).match(/\d+/)[0]);
+  // Shown once: a reload no longer shows the words.
+  await patient.reload();
+  assert.equal(await patient.locator('ol.phrase li').count(), 0);
+  await patient.getByLabel(`Word number ${askFirst}`).fill('wrong');
+  await patient.getByLabel(`Word number ${askSecond}`).fill(words[askSecond - 1]);
+  await patient.getByRole('button', { name: 'I wrote it down' }).click();
+  assert.match(await patient.locator('.errors').textContent(), /do not match/);
+  await patient.getByLabel(`Word number ${askFirst}`).fill(words[askFirst - 1]);
+  await patient.getByLabel(`Word number ${askSecond}`).fill(words[askSecond - 1]);
+  await patient.getByRole('button', { name: 'I wrote it down' }).click();
+  await patient.waitForURL(/\/dashboard$/);
+  assert.match(await flash(patient), /Recovery phrase confirmed/);
+
+  // Lock, then unlock (a wrong passphrase first).
+  await patient.getByRole('button', { name: 'Lock' }).click();
+  await patient.waitForURL(/\/unlock$/);
+  await patient.getByLabel('Passphrase').fill('not the passphrase');
+  await patient.getByRole('button', { name: 'Unlock' }).click();
+  assert.match(await patient.locator('.errors').textContent(), /not this vault's passphrase/);
+  await shot(patient, 'unlock-error');
+  await patient.getByLabel('Passphrase').fill(PASSPHRASE);
+  await patient.getByRole('button', { name: 'Unlock' }).click();
+  await patient.waitForURL(/\/dashboard$/);
+
+  // Import a Synthea record: directory bundles and the smallest patient, with progress.
+  const synthea = path.join(fixtures, 'synthea');
+  const files = readdirSync(synthea).filter((f) => f.endsWith('.json'));
+  const directory = files.filter((f) => f.startsWith('0-'));
+  const smallest = files
+    .filter((f) => !f.startsWith('0-'))
+    .sort((a, b) => statSync(path.join(synthea, a)).size - statSync(path.join(synthea, b)).size)[0];
+  await patient.getByRole('link', { name: 'Import' }).click();
+  await patient.getByLabel('Files').setInputFiles([...directory, smallest].map((f) => path.join(synthea, f)));
+  await shot(patient, 'import-form');
+  await patient.getByRole('button', { name: 'Import' }).click();
+  await patient.waitForURL(/\/import\/[^/]+$/);
+  await shot(patient, 'import-progress');
+  await patient.getByRole('heading', { name: 'Import finished' }).waitFor({ timeout: 400_000 });
+  const summary = await patient.locator('ul.results').textContent();
+  assert.match(summary, new RegExp(`${smallest}: \\d+ written`));
+  assert.equal(await patient.locator('.errors').count(), 0);
+  await shot(patient, 'import-finished');
+
+  // The dashboard and a readable record with its author and verified signature.
+  await patient.getByRole('link', { name: 'Dashboard' }).click();
+  await patient.getByRole('heading', { name: 'Latest vital signs' }).waitFor();
+  assert.ok(await patient.locator('section.card li').count() > 0);
+  await shot(patient, 'dashboard');
+  await patient.locator('section.card').filter({ hasText: 'Latest vital signs' }).locator('a').first().click();
+  await patient.waitForURL(/\/record\/Observation\//);
+  assert.match(await patient.locator('.verified').textContent(), /signature verified/);
+  assert.match(await patient.locator('.author').textContent(), /Alice/);
+  await patient.getByText('Raw FHIR').click();
+  assert.match(await patient.locator('.raw pre').textContent(), /"resourceType": "Observation"/);
+  await shot(patient, 'record');
+
+  // A chart of a vital sign over time.
+  await patient.getByRole('link', { name: 'Charts' }).click();
+  await patient.locator('table a').first().click();
+  await patient.locator('svg.chart polyline').waitFor();
+  assert.ok(await patient.locator('svg.chart circle').count() >= 2);
+  await shot(patient, 'chart');
+
+  // A second identity in the same vault: the provider.
+  await patient.getByRole('link', { name: 'Identities' }).click();
+  await patient.getByLabel('Name').fill('Clinic');
+  await patient.getByLabel('Role').selectOption('provider');
+  await patient.getByRole('button', { name: 'Create identity' }).click();
+  await patient.waitForURL(/\/patients$/);
+  const clinicDid = (await flash(patient)).match(/\((did:[^)]+)\)/)[1];
+  await patient.getByLabel('Acting as').selectOption({ label: 'Alice (patient)' });
+  await patient.getByRole('button', { name: 'Switch' }).click();
+  await patient.waitForURL(/\/dashboard$/);
+  const aliceDid = (await patient.locator('footer .did').textContent()).trim();
+
+  // Alice shares with the clinic: read and write, a few categories, until a date.
+  await patient.getByRole('link', { name: 'Sharing' }).click();
+  await patient.getByLabel('Share with (DID)').fill(clinicDid);
+  for (const category of ['Demographics', 'Conditions', 'Medications', 'Allergies', 'Observations']) {
+    await patient.getByLabel(category, { exact: true }).check();
+  }
+  await patient.getByLabel('Read and add records').check();
+  await shot(patient, 'share-form');
+  await patient.getByRole('button', { name: 'Share', exact: true }).click();
+  await patient.waitForURL(/\/sharing$/);
+  assert.match(await flash(patient), /Shared demographics, conditions, medications, allergies, observations with Clinic/);
+  await shot(patient, 'shared');
+
+  // The provider, in another browser session, reads what was shared and adds an observation.
+  const provider = await newPage();
+  await provider.goto(portalUrl);
+  await provider.waitForURL(/\/unlock$/);
+  await provider.getByLabel('Passphrase').fill(PASSPHRASE);
+  await provider.getByRole('button', { name: 'Unlock' }).click();
+  await provider.getByLabel('Acting as').selectOption({ label: 'Clinic (provider)' });
+  await provider.getByRole('button', { name: 'Switch' }).click();
+  await provider.waitForURL(/\/patients$/);
+  await shot(provider, 'provider-patients');
+  await provider.locator(`a[href="/patients/${aliceDid}"]`).click();
+  await provider.getByRole('heading', { name: 'Records' }).waitFor();
+  assert.ok(await provider.locator('table.records tbody tr').count() > 0);
+  await shot(provider, 'provider-reads');
+  await provider.locator('table.records tbody a').first().click();
+  assert.match(await provider.locator('.verified').textContent(), /signature verified/);
+  await provider.goBack();
+  await provider.getByLabel('Measurement').selectOption('29463-7');
+  await provider.getByLabel('Value').fill('72.5');
+  await provider.getByRole('button', { name: 'Add observation' }).click();
+  await provider.waitForURL(/\/record\/Observation\//);
+  assert.match(await provider.locator('.author').textContent(), /Clinic/);
+  assert.match(await provider.locator('.facts').textContent(), /72\.5 kg/);
+  await shot(provider, 'provider-wrote');
+
+  // Alice sees the clinic's observation, signed by the clinic.
+  await patient.goto(`${portalUrl}records/observations`);
+  await patient.locator('table.records a', { hasText: 'Body weight' }).first().click();
+  await patient.waitForURL(/\/record\/Observation\//);
+
+  // Alice revokes; the clinic's next read is refused by the node.
+  await patient.getByRole('link', { name: 'Sharing' }).click();
+  await patient.getByRole('button', { name: 'Revoke Clinic' }).click();
+  await patient.waitForURL(/\/sharing$/);
+  assert.match(await flash(patient), /Revoked \d+ grants of Clinic/);
+  await shot(patient, 'revoked');
+  const refused = await provider.goto(`${portalUrl}patients/${aliceDid}`);
+  assert.equal(refused.status(), 403);
+  assert.match(await provider.locator('main').textContent(), /no access|refused/);
+  await shot(provider, 'provider-refused');
+
+  // The access log shows the clinic's reads (and the refusal).
+  await patient.getByRole('link', { name: 'Access log' }).click();
+  await patient.locator('table.log').waitFor();
+  const log = await patient.locator('table.log').textContent();
+  assert.match(log, /Clinic/);
+  assert.match(log, /Records Read/);
+  assert.match(log, /allowed/);
+  assert.match(log, /refused/);
+  assert.match(await patient.locator('.ok').textContent(), /checks out/);
+  await shot(patient, 'access-log');
+});
