@@ -77,8 +77,8 @@ before(async () => {
     args: [
       '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      `--user-data-dir=${mkdtempSync(path.join(tmpdir(), 'dehr-e2e-chromium-'))}`,
     ],
+    // launch() gives the browser a fresh, temporary user-data dir of its own.
   });
 });
 
@@ -93,11 +93,26 @@ after(async () => {
 
 /// A fresh browser context (its own cookies: its own portal session) that refuses every
 /// request beyond the portal.
+const pages = [];
 async function newPage() {
   const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
   await context.route('**/*', (route) =>
     route.request().url().startsWith(portalUrl) ? route.continue() : route.abort());
-  return context.newPage();
+  const page = await context.newPage();
+  pages.push(page);
+  return page;
+}
+
+/// On failure, a screenshot of every open page, to see where it stopped.
+async function failureShots() {
+  for (const [n, page] of pages.entries()) {
+    await page.screenshot({ path: path.join(screenshots, `failure-${n}.png`), fullPage: true }).catch(() => {});
+  }
+}
+
+/// Follows a link of the main menu.
+async function nav(page, name) {
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name, exact: true }).click();
 }
 
 async function flash(page) {
@@ -105,6 +120,15 @@ async function flash(page) {
 }
 
 test('a patient and a provider through the portal', { timeout: 600_000 }, async () => {
+  try {
+    await journey();
+  } catch (e) {
+    await failureShots();
+    throw e;
+  }
+});
+
+async function journey() {
   const patient = await newPage();
 
   // Onboarding: the vault, the first identity, the recovery phrase shown once and confirmed.
@@ -153,7 +177,7 @@ test('a patient and a provider through the portal', { timeout: 600_000 }, async 
   const smallest = files
     .filter((f) => !f.startsWith('0-'))
     .sort((a, b) => statSync(path.join(synthea, a)).size - statSync(path.join(synthea, b)).size)[0];
-  await patient.getByRole('link', { name: 'Import' }).click();
+  await nav(patient, 'Import');
   await patient.getByLabel('Files').setInputFiles([...directory, smallest].map((f) => path.join(synthea, f)));
   await shot(patient, 'import-form');
   await patient.getByRole('button', { name: 'Import' }).click();
@@ -166,7 +190,7 @@ test('a patient and a provider through the portal', { timeout: 600_000 }, async 
   await shot(patient, 'import-finished');
 
   // The dashboard and a readable record with its author and verified signature.
-  await patient.getByRole('link', { name: 'Dashboard' }).click();
+  await nav(patient, 'Dashboard');
   await patient.getByRole('heading', { name: 'Latest vital signs' }).waitFor();
   assert.ok(await patient.locator('section.card li').count() > 0);
   await shot(patient, 'dashboard');
@@ -179,14 +203,14 @@ test('a patient and a provider through the portal', { timeout: 600_000 }, async 
   await shot(patient, 'record');
 
   // A chart of a vital sign over time.
-  await patient.getByRole('link', { name: 'Charts' }).click();
+  await nav(patient, 'Charts');
   await patient.locator('table a').first().click();
   await patient.locator('svg.chart polyline').waitFor();
   assert.ok(await patient.locator('svg.chart circle').count() >= 2);
   await shot(patient, 'chart');
 
   // A second identity in the same vault: the provider.
-  await patient.getByRole('link', { name: 'Identities' }).click();
+  await nav(patient, 'Identities');
   await patient.getByLabel('Name').fill('Clinic');
   await patient.getByLabel('Role').selectOption('provider');
   await patient.getByRole('button', { name: 'Create identity' }).click();
@@ -198,7 +222,7 @@ test('a patient and a provider through the portal', { timeout: 600_000 }, async 
   const aliceDid = (await patient.locator('footer .did').textContent()).trim();
 
   // Alice shares with the clinic: read and write, a few categories, until a date.
-  await patient.getByRole('link', { name: 'Sharing' }).click();
+  await nav(patient, 'Sharing');
   await patient.getByLabel('Share with (DID)').fill(clinicDid);
   for (const category of ['Demographics', 'Conditions', 'Medications', 'Allergies', 'Observations']) {
     await patient.getByLabel(category, { exact: true }).check();
@@ -241,7 +265,7 @@ test('a patient and a provider through the portal', { timeout: 600_000 }, async 
   await patient.waitForURL(/\/record\/Observation\//);
 
   // Alice revokes; the clinic's next read is refused by the node.
-  await patient.getByRole('link', { name: 'Sharing' }).click();
+  await nav(patient, 'Sharing');
   await patient.getByRole('button', { name: 'Revoke Clinic' }).click();
   await patient.waitForURL(/\/sharing$/);
   assert.match(await flash(patient), /Revoked \d+ grants of Clinic/);
@@ -252,7 +276,7 @@ test('a patient and a provider through the portal', { timeout: 600_000 }, async 
   await shot(provider, 'provider-refused');
 
   // The access log shows the clinic's reads (and the refusal).
-  await patient.getByRole('link', { name: 'Access log' }).click();
+  await nav(patient, 'Access log');
   await patient.locator('table.log').waitFor();
   const log = await patient.locator('table.log').textContent();
   assert.match(log, /Clinic/);
@@ -261,4 +285,4 @@ test('a patient and a provider through the portal', { timeout: 600_000 }, async 
   assert.match(log, /refused/);
   assert.match(await patient.locator('.ok').textContent(), /checks out/);
   await shot(patient, 'access-log');
-});
+}

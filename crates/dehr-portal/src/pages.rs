@@ -404,7 +404,9 @@ async fn welcome_post(ctx: Ctx, Form(form): Form<WelcomeForm>) -> PageResult {
             ));
         }
     };
-    let open = open_vault(&ctx.portal, agent).await;
+    let Some(open) = open_vault(&ctx.portal, Some(agent)).await else {
+        return Err(PageError::new(StatusCode::INTERNAL_SERVER_ERROR, "the new vault could not be opened"));
+    };
     let ask = two_positions(recovery.words().split_whitespace().count());
     ctx.with(|s| {
         s.open = Some(open);
@@ -433,19 +435,21 @@ fn two_positions(count: usize) -> [usize; 2] {
     [a + 1, b + 1]
 }
 
-/// Attaches `agent` as the open vault (or the one already open, which then wins).
-async fn open_vault(portal: &Portal, agent: Agent) -> Arc<OpenVault> {
+/// Attaches `agent` as the open vault, or the vault already open in this process (then
+/// `agent` is `None`: its passphrase was checked against it). `None` if neither exists.
+async fn open_vault(portal: &Portal, agent: Option<Agent>) -> Option<Arc<OpenVault>> {
     let mut open = portal.open.lock().await;
     if let Some(existing) = open.upgrade() {
-        return existing;
+        return Some(existing);
     }
-    let agent = match &portal.shared_agent {
-        Some(shared) => shared.clone(),
-        None => Arc::new(tokio::sync::Mutex::new(agent)),
+    let agent = match (&portal.shared_agent, agent) {
+        (Some(shared), _) => shared.clone(),
+        (None, Some(agent)) => Arc::new(tokio::sync::Mutex::new(agent)),
+        (None, None) => return None,
     };
     let vault = Arc::new(OpenVault::new(agent));
     *open = Arc::downgrade(&vault);
-    vault
+    Some(vault)
 }
 
 #[derive(Template)]
@@ -556,13 +560,36 @@ async fn unlock_post(ctx: Ctx, Form(form): Form<UnlockForm>) -> PageResult {
     check_csrf!(ctx, form.csrf);
     let passphrase = Passphrase::new(form.passphrase);
     let config = ctx.portal.config.agent.clone();
+    // The vault may be open in this process already (another session, or `dehr agent`): the
+    // passphrase is checked against it, since the file stays locked while it is open.
+    let already = match ctx.portal.open.lock().await.upgrade() {
+        Some(open) => Some(open.agent.clone()),
+        None => ctx.portal.shared_agent.clone(),
+    };
     // Argon2id takes a moment: off the async workers.
-    let opened = tokio::task::spawn_blocking(move || Agent::open(config, &passphrase))
-        .await
-        .map_err(|e| PageError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let opened = match already {
+        Some(agent) => {
+            let guard = agent.lock_owned().await;
+            tokio::task::spawn_blocking(move || {
+                guard.vault().check_passphrase(&passphrase).map(|()| None)
+            })
+            .await
+            .map_err(|e| PageError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(dehr_agent::AgentError::from)
+        }
+        None => tokio::task::spawn_blocking(move || Agent::open(config, &passphrase).map(Some))
+            .await
+            .map_err(|e| PageError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
+    };
     match opened {
         Ok(agent) => {
             let open = open_vault(&ctx.portal, agent).await;
+            let Some(open) = open else {
+                return Err(PageError::new(
+                    StatusCode::CONFLICT,
+                    "The vault was locked meanwhile; unlock again.",
+                ));
+            };
             ctx.with(|s| {
                 s.open = Some(open);
                 s.idle_locked = false;

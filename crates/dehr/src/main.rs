@@ -97,7 +97,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    // `dehr up` is for a person at a terminal: the node's line per request would bury the URL.
+    let default_filter = match cli.command {
+        Command::Up(_) => "info,dehr_node::rpc=warn",
+        _ => "info",
+    };
+    logging::init(cli.log_format, default_filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
