@@ -12,6 +12,8 @@ use crate::view;
 #[derive(Clone, Debug)]
 pub(crate) struct Point {
     pub(crate) when: String,
+    /// `when` as shown.
+    pub(crate) shown: String,
     pub(crate) micros: i64,
     pub(crate) value: f64,
     pub(crate) kind: String,
@@ -66,7 +68,8 @@ pub(crate) fn series<'a>(versions: impl Iterator<Item = &'a Version>) -> Vec<Ser
             continue;
         };
         let mut add = |code: &Value, quantity: &Value| {
-            let (Some(key), Some(value)) = (key_of(code), quantity.get("value").and_then(Value::as_f64))
+            let (Some(key), Some(value)) =
+                (key_of(code), quantity.get("value").and_then(Value::as_f64))
             else {
                 return;
             };
@@ -82,6 +85,7 @@ pub(crate) fn series<'a>(versions: impl Iterator<Item = &'a Version>) -> Vec<Ser
                 points: Vec::new(),
             });
             series.points.push(Point {
+                shown: view::date(&when),
                 when: when.clone(),
                 micros,
                 value,
@@ -104,7 +108,12 @@ pub(crate) fn series<'a>(versions: impl Iterator<Item = &'a Version>) -> Vec<Ser
     for s in &mut all {
         s.points.sort_by_key(|p| p.micros);
     }
-    all.sort_by(|a, b| b.points.len().cmp(&a.points.len()).then(a.name.cmp(&b.name)));
+    all.sort_by(|a, b| {
+        b.points
+            .len()
+            .cmp(&a.points.len())
+            .then(a.name.cmp(&b.name))
+    });
     all
 }
 
@@ -132,9 +141,9 @@ pub(crate) fn svg(series: &Series) -> String {
     if points.is_empty() {
         return String::new();
     }
-    let (mut lo, mut hi) = points
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(lo, hi), p| (lo.min(p.value), hi.max(p.value)));
+    let (mut lo, mut hi) = points.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| {
+        (lo.min(p.value), hi.max(p.value))
+    });
     if (hi - lo).abs() < f64::EPSILON {
         lo -= 1.0;
         hi += 1.0;
@@ -164,8 +173,14 @@ pub(crate) fn svg(series: &Series) -> String {
             escape(&number(v))
         ));
     }
-    let first = points.first().map(|p| view::date(&p.when)).unwrap_or_default();
-    let last = points.last().map(|p| view::date(&p.when)).unwrap_or_default();
+    let first = points
+        .first()
+        .map(|p| view::date(&p.when))
+        .unwrap_or_default();
+    let last = points
+        .last()
+        .map(|p| view::date(&p.when))
+        .unwrap_or_default();
     out.push_str(&format!(
         "<text x=\"{LEFT}\" y=\"{}\" font-size=\"12\" fill=\"#444\">{}</text>\
          <text x=\"{}\" y=\"{}\" text-anchor=\"end\" font-size=\"12\" fill=\"#444\">{}</text>\
@@ -222,6 +237,7 @@ mod tests {
             unit: "mg&".into(),
             points: vec![Point {
                 when: "2020-01-01".into(),
+                shown: "2020-01-01".into(),
                 micros: 0,
                 value: 1.0,
                 kind: "Observation".into(),

@@ -90,10 +90,7 @@ impl OpenVault {
                     .refreshed
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                let stale = force
-                    || refreshed
-                        .get(did)
-                        .is_none_or(|at| at.elapsed() > FRESH_FOR);
+                let stale = force || refreshed.get(did).is_none_or(|at| at.elapsed() > FRESH_FOR);
                 if stale {
                     refreshed.insert(did.to_owned(), Instant::now());
                 }

@@ -51,7 +51,9 @@ pub(crate) fn router(portal: Arc<Portal>) -> Router {
         .route("/charts/chart", get(chart_page))
         .route(
             "/import",
-            get(import).post(import_post).layer(DefaultBodyLimit::max(MAX_UPLOAD)),
+            get(import)
+                .post(import_post)
+                .layer(DefaultBodyLimit::max(MAX_UPLOAD)),
         )
         .route("/import/{job}", get(import_job))
         .route("/sharing", get(sharing).post(sharing_post))
@@ -65,7 +67,10 @@ pub(crate) fn router(portal: Arc<Portal>) -> Router {
         .route("/patients/{did}/note", post(note_post))
         .route("/assets/style.css", get(style))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(portal.clone(), ensure_session))
+        .layer(middleware::from_fn_with_state(
+            portal.clone(),
+            ensure_session,
+        ))
         .with_state(portal)
 }
 
@@ -212,8 +217,14 @@ async fn not_found(ctx: Ctx) -> Response {
 async fn style() -> Response {
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8")),
-            (header::CACHE_CONTROL, HeaderValue::from_static("max-age=3600")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/css; charset=utf-8"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("max-age=3600"),
+            ),
         ],
         STYLE,
     )
@@ -288,7 +299,9 @@ impl Me {
         self.open
             .api(&self.me.did, &ctx.portal.config.validator, false)
             .await
-            .map_err(|e| PageError::new(StatusCode::BAD_GATEWAY, format!("reading the record: {e}")))
+            .map_err(|e| {
+                PageError::new(StatusCode::BAD_GATEWAY, format!("reading the record: {e}"))
+            })
     }
 
     fn name_of(&self, did: &str) -> String {
@@ -400,12 +413,17 @@ async fn welcome_post(ctx: Ctx, Form(form): Form<WelcomeForm>) -> PageResult {
             // The vault stays (with its phrase); the person unlocks it and tries again.
             return Err(PageError::new(
                 StatusCode::BAD_GATEWAY,
-                format!("The vault was created, but the identity could not be published to its node: {e}. Unlock and add the identity again."),
+                format!(
+                    "The vault was created, but the identity could not be published to its node: {e}. Unlock and add the identity again."
+                ),
             ));
         }
     };
     let Some(open) = open_vault(&ctx.portal, Some(agent)).await else {
-        return Err(PageError::new(StatusCode::INTERNAL_SERVER_ERROR, "the new vault could not be opened"));
+        return Err(PageError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the new vault could not be opened",
+        ));
     };
     let ask = two_positions(recovery.words().split_whitespace().count());
     ctx.with(|s| {
@@ -740,9 +758,10 @@ fn is_vital(resource: &Value) -> bool {
         .and_then(Value::as_array)
         .is_some_and(|cats| {
             cats.iter().any(|c| {
-                c.get("coding")
-                    .and_then(Value::as_array)
-                    .is_some_and(|cs| cs.iter().any(|x| x.get("code") == Some(&json!("vital-signs"))))
+                c.get("coding").and_then(Value::as_array).is_some_and(|cs| {
+                    cs.iter()
+                        .any(|x| x.get("code") == Some(&json!("vital-signs")))
+                })
             })
         })
 }
@@ -750,7 +769,13 @@ fn is_vital(resource: &Value) -> bool {
 /// The patient's summary: active problems, current medications, allergies, latest vitals.
 fn dashboard_lists(
     versions: &[&Version],
-) -> (String, Vec<Summary>, Vec<Summary>, Vec<Summary>, Vec<Summary>) {
+) -> (
+    String,
+    Vec<Summary>,
+    Vec<Summary>,
+    Vec<Summary>,
+    Vec<Summary>,
+) {
     let patient = versions
         .iter()
         .find(|v| v.kind() == "Patient")
@@ -759,9 +784,10 @@ fn dashboard_lists(
     let problems = summaries(versions.iter().copied().filter(|v| {
         v.kind() == "Condition" && coded(&v.resource, "/clinicalStatus/coding/0/code") == "active"
     }));
-    let medications = summaries(versions.iter().copied().filter(|v| {
-        v.kind() == "MedicationRequest" && coded(&v.resource, "/status") == "active"
-    }));
+    let medications =
+        summaries(versions.iter().copied().filter(|v| {
+            v.kind() == "MedicationRequest" && coded(&v.resource, "/status") == "active"
+        }));
     let allergies = summaries(versions.iter().copied().filter(|v| {
         v.kind() == "AllergyIntolerance"
             && coded(&v.resource, "/verificationStatus/coding/0/code") != "entered-in-error"
@@ -833,7 +859,16 @@ async fn timeline(ctx: Ctx, Query(q): Query<PageQuery>) -> PageResult {
     let api = me.api(&ctx).await?;
     let index = api.index().await;
     let all = summaries(index.live(Some(&me.me.did)).filter(|v| {
-        !matches!(v.kind(), "Provenance" | "Claim" | "ExplanationOfBenefit" | "Practitioner" | "Organization" | "Location" | "PractitionerRole")
+        !matches!(
+            v.kind(),
+            "Provenance"
+                | "Claim"
+                | "ExplanationOfBenefit"
+                | "Practitioner"
+                | "Organization"
+                | "Location"
+                | "PractitionerRole"
+        )
     }));
     let total = all.len();
     let (items, page, pages) = paged(all, q.page);
@@ -899,14 +934,13 @@ async fn categories(ctx: Ctx) -> PageResult {
     })
 }
 
-async fn category(
-    ctx: Ctx,
-    Path(path): Path<String>,
-    Query(q): Query<PageQuery>,
-) -> PageResult {
+async fn category(ctx: Ctx, Path(path): Path<String>, Query(q): Query<PageQuery>) -> PageResult {
     let me = me!(ctx);
     let Some(category) = Category::from_path(&path) else {
-        return Err(PageError::new(StatusCode::NOT_FOUND, format!("{path} is not a category of the record.")));
+        return Err(PageError::new(
+            StatusCode::NOT_FOUND,
+            format!("{path} is not a category of the record."),
+        ));
     };
     let api = me.api(&ctx).await?;
     let index = api.index().await;
@@ -954,7 +988,9 @@ fn note_text(resource: &Value) -> Option<String> {
         return None;
     }
     let data = attachment.get("data")?.as_str()?;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(data).ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .ok()?;
     String::from_utf8(bytes).ok()
 }
 
@@ -965,7 +1001,10 @@ async fn record(ctx: Ctx, Path((kind, id)): Path<(String, String)>) -> PageResul
     let Some(version) = index.current(&kind, &id).filter(|v| !v.deleted) else {
         return Err(PageError::new(
             StatusCode::NOT_FOUND,
-            format!("{kind}/{id} is not in any record {} can read (it may have been deleted, or its share ended).", me.me.name),
+            format!(
+                "{kind}/{id} is not in any record {} can read (it may have been deleted, or its share ended).",
+                me.me.name
+            ),
         ));
     };
     let versions = index.history(&kind, &id).len();
@@ -1030,7 +1069,10 @@ async fn charts(ctx: Ctx, Query(q): Query<ChartQuery>) -> PageResult {
     render(&ChartsPage {
         l: me.layout(&ctx, "Charts", "charts"),
         series,
-        owner_query: q.owner.map(|o| format!("&owner={}", url_encode(&o))).unwrap_or_default(),
+        owner_query: q
+            .owner
+            .map(|o| format!("&owner={}", url_encode(&o)))
+            .unwrap_or_default(),
     })
 }
 
@@ -1050,8 +1092,14 @@ async fn chart_page(ctx: Ctx, Query(q): Query<ChartQuery>) -> PageResult {
     let index = api.index().await;
     let owner = q.owner.unwrap_or_else(|| me.me.did.clone());
     let code = q.code.unwrap_or_default();
-    let Some(series) = chart::series(index.live(Some(&owner))).into_iter().find(|s| s.key == code) else {
-        return Err(PageError::new(StatusCode::NOT_FOUND, format!("No values with the code {code} in this record.")));
+    let Some(series) = chart::series(index.live(Some(&owner)))
+        .into_iter()
+        .find(|s| s.key == code)
+    else {
+        return Err(PageError::new(
+            StatusCode::NOT_FOUND,
+            format!("No values with the code {code} in this record."),
+        ));
     };
     let svg = chart::svg(&series);
     let mut points = series.points.clone();
@@ -1120,7 +1168,10 @@ async fn import_post(ctx: Ctx, mut multipart: Multipart) -> PageResult {
     {
         match field.name() {
             Some("csrf") => {
-                csrf = field.text().await.map_err(|e| PageError::bad(e.to_string()))?;
+                csrf = field
+                    .text()
+                    .await
+                    .map_err(|e| PageError::bad(e.to_string()))?;
             }
             Some("files") => {
                 let name = field.file_name().unwrap_or("upload.json").to_owned();
@@ -1139,7 +1190,10 @@ async fn import_post(ctx: Ctx, mut multipart: Multipart) -> PageResult {
     if files.is_empty() {
         return render(&ImportPage {
             l: me.layout(&ctx, "Import", "import"),
-            error: Some("Files: choose at least one FHIR file (a Bundle, NDJSON or a single resource).".into()),
+            error: Some(
+                "Files: choose at least one FHIR file (a Bundle, NDJSON or a single resource)."
+                    .into(),
+            ),
         });
     }
     // Directory bundles (hospitals, practitioners) first: patient bundles refer to them.
@@ -1167,7 +1221,9 @@ async fn import_post(ctx: Ctx, mut multipart: Multipart) -> PageResult {
 }
 
 fn update(job: &std::sync::Mutex<ImportJob>, f: impl FnOnce(&mut ImportJob)) {
-    f(&mut job.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    f(&mut job
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner));
 }
 
 async fn run_import(
@@ -1202,7 +1258,11 @@ async fn run_import(
                     j.results.push(format!(
                         "{name}: {} written ({}), {} already present, {} refused",
                         summary.written_total(),
-                        if counts.is_empty() { "none".into() } else { counts.join(", ") },
+                        if counts.is_empty() {
+                            "none".into()
+                        } else {
+                            counts.join(", ")
+                        },
                         summary.already_present,
                         summary.refused.len()
                     ));
@@ -1220,7 +1280,8 @@ async fn run_import(
     // Into the views: the new records are read back (verified) from the node.
     if let Err(e) = open.api(&did, &validator, true).await {
         update(&job, |j| {
-            j.error.get_or_insert(format!("reading the imported records back: {e}"));
+            j.error
+                .get_or_insert(format!("reading the imported records back: {e}"));
         });
     }
     update(&job, |j| j.finished = true);
@@ -1252,11 +1313,21 @@ async fn import_job(ctx: Ctx, Path(job_id): Path<String>) -> PageResult {
     let Some(job) = job else {
         return Err(PageError::new(StatusCode::NOT_FOUND, "No such import."));
     };
-    let job = job.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let job = job
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if job.session != ctx.id {
         return Err(PageError::new(StatusCode::NOT_FOUND, "No such import."));
     }
-    let mut l = me.layout(&ctx, if job.finished { "Import finished" } else { "Importing…" }, "import");
+    let mut l = me.layout(
+        &ctx,
+        if job.finished {
+            "Import finished"
+        } else {
+            "Importing…"
+        },
+        "import",
+    );
     if !job.finished {
         // Reload every second while the import runs.
         l.idle_secs = 1;
@@ -1406,7 +1477,10 @@ async fn sharing_post(ctx: Ctx, Form(form): Form<Vec<(String, String)>>) -> Page
     let result = {
         let mut agent = me.open.agent.lock().await;
         let did = me.me.did.clone();
-        match agent.fetch_protocol(&did, &did, HEALTH_RECORD_PROTOCOL).await {
+        match agent
+            .fetch_protocol(&did, &did, HEALTH_RECORD_PROTOCOL)
+            .await
+        {
             Ok(Some(_)) => {}
             Ok(None) => {
                 drop(agent);
@@ -1443,7 +1517,10 @@ async fn sharing_post(ctx: Ctx, Form(form): Form<Vec<(String, String)>>) -> Page
     match result {
         Ok(share) => {
             if me.identities.iter().any(|i| i.did == grantee) {
-                let _ = me.open.api(&grantee, &ctx.portal.config.validator, true).await;
+                let _ = me
+                    .open
+                    .api(&grantee, &ctx.portal.config.validator, true)
+                    .await;
             }
             ctx.flash(format!(
                 "Shared {} with {} until {} ({} grants){}.",
@@ -1480,7 +1557,10 @@ async fn revoke_post(ctx: Ctx, Form(form): Form<RevokeForm>) -> PageResult {
         .revoke(&me.me.did, &form.grantee, HEALTH_RECORD_PROTOCOL)
         .await?;
     if me.identities.iter().any(|i| i.did == form.grantee) {
-        let _ = me.open.api(&form.grantee, &ctx.portal.config.validator, true).await;
+        let _ = me
+            .open
+            .api(&form.grantee, &ctx.portal.config.validator, true)
+            .await;
     }
     ctx.flash(format!(
         "Revoked {} grants of {}. Records written from now on use keys they never had.",
@@ -1501,16 +1581,30 @@ struct LogRow {
     status: String,
 }
 
+/// Who accessed the record, in sum.
+struct LogActor {
+    name: String,
+    did: String,
+    allowed: usize,
+    refused: usize,
+    records: usize,
+    last: String,
+}
+
 #[derive(Template)]
 #[template(path = "log.html")]
 struct LogPage {
     l: Layout,
     rows: Vec<LogRow>,
+    actors: Vec<LogActor>,
     problems: Vec<String>,
     nodes: Vec<String>,
+    total: usize,
+    page: usize,
+    pages: usize,
 }
 
-async fn access_log(ctx: Ctx) -> PageResult {
+async fn access_log(ctx: Ctx, Query(q): Query<PageQuery>) -> PageResult {
     let me = me!(ctx);
     let logs = me.open.agent.lock().await.access_log(&me.me.did).await?;
     let mut rows = Vec::new();
@@ -1542,11 +1636,43 @@ async fn access_log(ctx: Ctx) -> PageResult {
         }
     }
     rows.reverse();
+    let mut actors: BTreeMap<String, LogActor> = BTreeMap::new();
+    for row in &rows {
+        let actor = actors
+            .entry(row.actor_did.clone())
+            .or_insert_with(|| LogActor {
+                name: row.actor.clone(),
+                did: row.actor_did.clone(),
+                allowed: 0,
+                refused: 0,
+                records: 0,
+                // Rows are newest first: the first seen is the last access.
+                last: row.time.clone(),
+            });
+        if row.status.starts_with('2') {
+            actor.allowed += 1;
+        } else {
+            actor.refused += 1;
+        }
+        actor.records += row.records;
+    }
+    let total = rows.len();
+    let pages = total.div_ceil(PAGE_SIZE).max(1);
+    let page = q.page.unwrap_or(1).clamp(1, pages);
+    let rows = rows
+        .into_iter()
+        .skip((page - 1) * PAGE_SIZE)
+        .take(PAGE_SIZE)
+        .collect();
     render(&LogPage {
         l: me.layout(&ctx, "Access log", "log"),
         rows,
+        actors: actors.into_values().collect(),
         problems,
         nodes,
+        total,
+        page,
+        pages,
     })
 }
 
@@ -1599,8 +1725,12 @@ async fn export_download(ctx: Ctx, Query(q): Query<ExportQuery>) -> PageResult {
         ),
         "ips" => (
             serde_json::to_string_pretty(
-                &dehr_health::export::patient_summary(&resources, &me.me.name, "http://localhost/fhir")
-                    .map_err(PageError::bad)?,
+                &dehr_health::export::patient_summary(
+                    &resources,
+                    &me.me.name,
+                    "http://localhost/fhir",
+                )
+                .map_err(PageError::bad)?,
             )
             .unwrap_or_default(),
             format!("{slug}-patient-summary.json"),
@@ -1614,7 +1744,11 @@ async fn export_download(ctx: Ctx, Query(q): Query<ExportQuery>) -> PageResult {
             format!("{slug}.ndjson"),
             "application/fhir+ndjson",
         ),
-        other => return Err(PageError::bad(format!("{other} is not an export format: bundle, ndjson or ips."))),
+        other => {
+            return Err(PageError::bad(format!(
+                "{other} is not an export format: bundle, ndjson or ips."
+            )));
+        }
     };
     let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{file}\""))
         .unwrap_or(HeaderValue::from_static("attachment"));
@@ -1665,7 +1799,11 @@ async fn patients_page(ctx: &Ctx, me: &Me, error: Option<String>) -> PageResult 
             PatientItem {
                 ended: ended.contains(&owner),
                 count: index.live(Some(&owner)).count(),
-                reads: paths.iter().map(|p| p.path.clone()).collect::<Vec<_>>().join(", "),
+                reads: paths
+                    .iter()
+                    .map(|p| p.path.clone())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 writes: paths
                     .iter()
                     .filter(|p| p.write_grant.is_some())
@@ -1702,15 +1840,45 @@ async fn patients_post(ctx: Ctx, Form(form): Form<ReceiveForm>) -> PageResult {
     if !grantor.starts_with("did:") {
         return patients_page(&ctx, &me, Some("Patient DID: enter the DID of the patient who shared with you (it starts with did:).".into())).await;
     }
-    let received = me.open.agent.lock().await.receive_keys(&me.me.did, grantor).await;
+    let received = me
+        .open
+        .agent
+        .lock()
+        .await
+        .receive_keys(&me.me.did, grantor)
+        .await;
     match received {
         Ok(reception) if reception.added > 0 => {
-            let _ = me.open.api(&me.me.did, &ctx.portal.config.validator, true).await;
-            ctx.flash(format!("{} keys received from {}.", reception.added, me.name_of(grantor)));
+            let _ = me
+                .open
+                .api(&me.me.did, &ctx.portal.config.validator, true)
+                .await;
+            ctx.flash(format!(
+                "{} keys received from {}.",
+                reception.added,
+                me.name_of(grantor)
+            ));
             redirect("/patients")
         }
-        Ok(_) => patients_page(&ctx, &me, Some(format!("{grantor} has shared nothing (new) with {}.", me.me.name))).await,
-        Err(e) => patients_page(&ctx, &me, Some(format!("Could not fetch what {grantor} shared: {e}"))).await,
+        Ok(_) => {
+            patients_page(
+                &ctx,
+                &me,
+                Some(format!(
+                    "{grantor} has shared nothing (new) with {}.",
+                    me.me.name
+                )),
+            )
+            .await
+        }
+        Err(e) => {
+            patients_page(
+                &ctx,
+                &me,
+                Some(format!("Could not fetch what {grantor} shared: {e}")),
+            )
+            .await
+        }
     }
 }
 
@@ -1722,13 +1890,41 @@ struct VitalChoice {
 
 /// What a provider records from the portal: LOINC codes with UCUM units.
 const VITALS: [VitalChoice; 7] = [
-    VitalChoice { code: "29463-7", name: "Body weight", unit: "kg" },
-    VitalChoice { code: "8302-2", name: "Body height", unit: "cm" },
-    VitalChoice { code: "8867-4", name: "Heart rate", unit: "/min" },
-    VitalChoice { code: "8310-5", name: "Body temperature", unit: "Cel" },
-    VitalChoice { code: "9279-1", name: "Respiratory rate", unit: "/min" },
-    VitalChoice { code: "59408-5", name: "Oxygen saturation in arterial blood by pulse oximetry", unit: "%" },
-    VitalChoice { code: "2339-0", name: "Glucose [Mass/volume] in Blood", unit: "mg/dL" },
+    VitalChoice {
+        code: "29463-7",
+        name: "Body weight",
+        unit: "kg",
+    },
+    VitalChoice {
+        code: "8302-2",
+        name: "Body height",
+        unit: "cm",
+    },
+    VitalChoice {
+        code: "8867-4",
+        name: "Heart rate",
+        unit: "/min",
+    },
+    VitalChoice {
+        code: "8310-5",
+        name: "Body temperature",
+        unit: "Cel",
+    },
+    VitalChoice {
+        code: "9279-1",
+        name: "Respiratory rate",
+        unit: "/min",
+    },
+    VitalChoice {
+        code: "59408-5",
+        name: "Oxygen saturation in arterial blood by pulse oximetry",
+        unit: "%",
+    },
+    VitalChoice {
+        code: "2339-0",
+        name: "Glucose [Mass/volume] in Blood",
+        unit: "mg/dL",
+    },
 ];
 
 #[derive(Template)]
@@ -1755,32 +1951,68 @@ async fn patient_page(ctx: &Ctx, me: &Me, did: &str, errors: Vec<String>) -> Pag
     if api.ended().await.contains(did) {
         return Err(PageError::new(
             StatusCode::FORBIDDEN,
-            format!("{} has no access to the record of {} any more: their node refused the read (the share was revoked or has expired).", me.me.name, me.name_of(did)),
+            format!(
+                "{} has no access to the record of {} any more: their node refused the read (the share was revoked or has expired).",
+                me.me.name,
+                me.name_of(did)
+            ),
         ));
     }
     let Some(paths) = granted.get(did) else {
         return Err(PageError::new(
             StatusCode::FORBIDDEN,
-            format!("{} has no access to the record of {did}: it was never shared, or the share was revoked or has expired.", me.me.name),
+            format!(
+                "{} has no access to the record of {did}: it was never shared, or the share was revoked or has expired.",
+                me.me.name
+            ),
         ));
     };
     let index = api.index().await;
     let versions: Vec<&Version> = index.live(Some(did)).collect();
     let (patient, problems, medications, allergies, vitals) = dashboard_lists(&versions);
     let items = summaries(versions.iter().copied().filter(|v| {
-        !matches!(v.kind(), "Provenance" | "Claim" | "ExplanationOfBenefit" | "Practitioner" | "Organization" | "Location" | "PractitionerRole")
+        !matches!(
+            v.kind(),
+            "Provenance"
+                | "Claim"
+                | "ExplanationOfBenefit"
+                | "Practitioner"
+                | "Organization"
+                | "Location"
+                | "PractitionerRole"
+        )
     }));
     let items: Vec<Summary> = items.into_iter().take(PAGE_SIZE).collect();
-    let writes = |path: &str| paths.iter().any(|p| p.path == path && p.write_grant.is_some());
+    let writes = |path: &str| {
+        paths
+            .iter()
+            .any(|p| p.path == path && p.write_grant.is_some())
+    };
     render(&PatientPage {
-        l: me.layout(ctx, if patient.is_empty() { me.name_of(did) } else { patient.clone() }, "patients"),
-        name: if patient.is_empty() { me.name_of(did) } else { patient },
+        l: me.layout(
+            ctx,
+            if patient.is_empty() {
+                me.name_of(did)
+            } else {
+                patient.clone()
+            },
+            "patients",
+        ),
+        name: if patient.is_empty() {
+            me.name_of(did)
+        } else {
+            patient
+        },
         did: did.to_owned(),
         items,
         vitals: &VITALS,
         can_write_observations: writes("observations"),
         can_write_documents: writes("documents"),
-        reads: paths.iter().map(|p| p.path.clone()).collect::<Vec<_>>().join(", "),
+        reads: paths
+            .iter()
+            .map(|p| p.path.clone())
+            .collect::<Vec<_>>()
+            .join(", "),
         errors,
         problems,
         medications,
@@ -1818,10 +2050,22 @@ async fn observation_post(
     check_csrf!(ctx, form.csrf);
     let me = me!(ctx);
     let Some(vital) = VITALS.iter().find(|v| v.code == form.code) else {
-        return patient_page(&ctx, &me, &did, vec!["Measurement: choose one from the list.".into()]).await;
+        return patient_page(
+            &ctx,
+            &me,
+            &did,
+            vec!["Measurement: choose one from the list.".into()],
+        )
+        .await;
     };
     let Ok(value) = form.value.trim().parse::<f64>() else {
-        return patient_page(&ctx, &me, &did, vec![format!("Value: enter a number in {}.", vital.unit)]).await;
+        return patient_page(
+            &ctx,
+            &me,
+            &did,
+            vec![format!("Value: enter a number in {}.", vital.unit)],
+        )
+        .await;
     };
     let api = me.api(&ctx).await?;
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -1843,10 +2087,25 @@ async fn observation_post(
     }
     match api.create(Some(&did), resource).await {
         Ok((kind, id)) => {
-            ctx.flash(format!("Added {} {} {} to the record of {}, signed by {}.", vital.name, value, vital.unit, me.name_of(&did), me.me.name));
+            ctx.flash(format!(
+                "Added {} {} {} to the record of {}, signed by {}.",
+                vital.name,
+                value,
+                vital.unit,
+                me.name_of(&did),
+                me.me.name
+            ));
             redirect(&format!("/record/{kind}/{id}"))
         }
-        Err(why) => patient_page(&ctx, &me, &did, vec![format!("The observation was not added: {why}")]).await,
+        Err(why) => {
+            patient_page(
+                &ctx,
+                &me,
+                &did,
+                vec![format!("The observation was not added: {why}")],
+            )
+            .await
+        }
     }
 }
 
@@ -1893,9 +2152,21 @@ async fn note_post(ctx: Ctx, Path(did): Path<String>, Form(form): Form<NoteForm>
     }
     match api.create(Some(&did), resource).await {
         Ok((kind, id)) => {
-            ctx.flash(format!("Added the note \u{201c}{title}\u{201d} to the record of {}, signed by {}.", me.name_of(&did), me.me.name));
+            ctx.flash(format!(
+                "Added the note \u{201c}{title}\u{201d} to the record of {}, signed by {}.",
+                me.name_of(&did),
+                me.me.name
+            ));
             redirect(&format!("/record/{kind}/{id}"))
         }
-        Err(why) => patient_page(&ctx, &me, &did, vec![format!("The note was not added: {why}")]).await,
+        Err(why) => {
+            patient_page(
+                &ctx,
+                &me,
+                &did,
+                vec![format!("The note was not added: {why}")],
+            )
+            .await
+        }
     }
 }

@@ -154,7 +154,12 @@ pub(crate) fn observation_value(resource: &Value) -> String {
     if let Some(c) = resource.get("valueCodeableConcept") {
         return concept(c);
     }
-    for key in ["valueString", "valueBoolean", "valueInteger", "valueDateTime"] {
+    for key in [
+        "valueString",
+        "valueBoolean",
+        "valueInteger",
+        "valueDateTime",
+    ] {
         if let Some(t) = resource.get(key).and_then(text) {
             return t;
         }
@@ -235,10 +240,7 @@ pub(crate) fn summarize(version: &Version) -> Summary {
         "MedicationRequest" | "MedicationStatement" | "MedicationAdministration" => (
             r.get("medicationCodeableConcept")
                 .map(concept)
-                .or_else(|| {
-                    r.pointer("/medicationReference/display")
-                        .and_then(text)
-                })
+                .or_else(|| r.pointer("/medicationReference/display").and_then(text))
                 .unwrap_or_default(),
             r.pointer("/dosageInstruction/0/text")
                 .and_then(text)
@@ -280,7 +282,14 @@ pub(crate) fn summarize(version: &Version) -> Summary {
         _ => (
             first_concept(
                 r,
-                &["code", "type", "category", "vaccineCode", "class", "clinicalStatus"],
+                &[
+                    "code",
+                    "type",
+                    "category",
+                    "vaccineCode",
+                    "class",
+                    "clinicalStatus",
+                ],
             ),
             r.get("description").and_then(text).unwrap_or_default(),
         ),
@@ -342,7 +351,10 @@ fn is_concept(v: &Value) -> bool {
 }
 
 fn is_coding(v: &Value) -> bool {
-    v.is_object() && v.get("code").is_some() && v.get("system").is_some() && v.get("value").is_none()
+    v.is_object()
+        && v.get("code").is_some()
+        && v.get("system").is_some()
+        && v.get("value").is_none()
 }
 
 fn is_quantity(v: &Value) -> bool {
@@ -351,13 +363,13 @@ fn is_quantity(v: &Value) -> bool {
 }
 
 fn is_reference(v: &Value) -> bool {
-    v.get("reference").is_some() || (v.get("display").is_some() && v.as_object().is_some_and(|o| o.len() == 1))
+    v.get("reference").is_some()
+        || (v.get("display").is_some() && v.as_object().is_some_and(|o| o.len() == 1))
 }
 
 fn is_period(v: &Value) -> bool {
-    v.as_object().is_some_and(|o| {
-        !o.is_empty() && o.keys().all(|k| k == "start" || k == "end")
-    })
+    v.as_object()
+        .is_some_and(|o| !o.is_empty() && o.keys().all(|k| k == "start" || k == "end"))
 }
 
 /// Elements shown elsewhere on the page (type, id, author, version) or not for reading.
@@ -404,7 +416,9 @@ fn push(out: &mut Vec<Row>, depth: usize, name: &str, value: &Value) {
             let shown = if looks_like_date { date(s) } else { s.clone() };
             out.push(row(shown, String::new()));
         }
-        Value::Number(_) | Value::Bool(_) => out.push(row(text(value).unwrap_or_default(), String::new())),
+        Value::Number(_) | Value::Bool(_) => {
+            out.push(row(text(value).unwrap_or_default(), String::new()))
+        }
         Value::Array(items) => {
             if items.iter().all(|i| !i.is_object() && !i.is_array()) {
                 let joined: Vec<String> = items.iter().filter_map(text).collect();
@@ -423,8 +437,16 @@ fn push(out: &mut Vec<Row>, depth: usize, name: &str, value: &Value) {
             } else if is_quantity(value) {
                 out.push(row(quantity(value), String::new()));
             } else if is_period(value) {
-                let start = object.get("start").and_then(Value::as_str).map(date).unwrap_or_default();
-                let end = object.get("end").and_then(Value::as_str).map(date).unwrap_or_default();
+                let start = object
+                    .get("start")
+                    .and_then(Value::as_str)
+                    .map(date)
+                    .unwrap_or_default();
+                let end = object
+                    .get("end")
+                    .and_then(Value::as_str)
+                    .map(date)
+                    .unwrap_or_default();
                 out.push(row(
                     if end.is_empty() || end == start {
                         start
@@ -480,8 +502,17 @@ mod tests {
         assert_eq!(quantity(&obs["valueQuantity"]), "71.5 kg");
         assert_eq!(date(&when(&obs)), "2020-03-01 10:15");
         let rows = rows(&obs);
-        assert!(rows.iter().any(|r| r.label == "Code" && r.value == "Body Weight"));
-        assert!(rows.iter().any(|r| r.label == "Value quantity" && r.value == "71.5 kg"));
-        assert!(rows.iter().any(|r| r.label == "Effective date" && r.value == "2020-03-01 10:15"));
+        assert!(
+            rows.iter()
+                .any(|r| r.label == "Code" && r.value == "Body Weight")
+        );
+        assert!(
+            rows.iter()
+                .any(|r| r.label == "Value quantity" && r.value == "71.5 kg")
+        );
+        assert!(
+            rows.iter()
+                .any(|r| r.label == "Effective date" && r.value == "2020-03-01 10:15")
+        );
     }
 }

@@ -130,11 +130,8 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     println!("http://{addr}/fhir token={token}");
     eprintln!("The portal: http://{addr}/");
     std::io::stdout().flush().ok();
-    let fhir = api.router();
-    let app = axum::Router::new()
-        .route_service("/fhir", fhir.clone())
-        .route_service("/fhir/{*rest}", fhir)
-        .fallback_service(portal.router());
+    // Whatever the FHIR API does not route, the portal answers.
+    let app = api.router().fallback_service(portal.router());
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;

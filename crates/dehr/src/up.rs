@@ -143,9 +143,9 @@ pub async fn run(args: UpArgs) -> Result<()> {
         nodes: vec![node_url.clone()],
         validator,
         idle_lock: Duration::from_secs(args.idle_lock.max(1) * 60),
-        notice: args
-            .demo
-            .then(|| format!("This is the demo vault: its passphrase is \u{201c}{DEMO_PASSPHRASE}\u{201d}.")),
+        notice: args.demo.then(|| {
+            format!("This is the demo vault: its passphrase is \u{201c}{DEMO_PASSPHRASE}\u{201d}.")
+        }),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -200,14 +200,24 @@ async fn demo(
     if phrase.is_some() {
         eprintln!("Created the demo vault in {}.", config.home.display());
     }
-    for (name, role) in [(DEMO_PATIENT, Role::Patient), (DEMO_PROVIDER, Role::Provider)] {
+    for (name, role) in [
+        (DEMO_PATIENT, Role::Patient),
+        (DEMO_PROVIDER, Role::Provider),
+    ] {
         match agent.identity(name).map(|i| i.nodes.clone()) {
             Ok(nodes) if nodes.iter().any(|n| n == node_url) => {}
-            Ok(_) => {
+            Ok(old_nodes) => {
+                // The node moved (another port): the same data directory, a new address.
                 agent.add_node(name, node_url).await?;
+                for old in old_nodes {
+                    agent.remove_node(name, &old).await?;
+                }
+                eprintln!("{name} now keeps its records on {node_url}.");
             }
             Err(_) => {
-                let identity = agent.create_identity(name, role, &[node_url.to_owned()]).await?;
+                let identity = agent
+                    .create_identity(name, role, &[node_url.to_owned()])
+                    .await?;
                 eprintln!("Created {name}: {}", identity.did);
             }
         }
@@ -215,14 +225,11 @@ async fn demo(
     let patient_did = agent.identity(DEMO_PATIENT)?.did.clone();
     let provider_did = agent.identity(DEMO_PROVIDER)?.did.clone();
 
-    let has_patient = !dehr_health::export::read_records(
-        &agent,
-        DEMO_PATIENT,
-        Some(&[Category::Demographics]),
-    )
-    .await
-    .unwrap_or_default()
-    .is_empty();
+    let has_patient =
+        !dehr_health::export::read_records(&agent, DEMO_PATIENT, Some(&[Category::Demographics]))
+            .await
+            .unwrap_or_default()
+            .is_empty();
     if !has_patient {
         let synthea = fixtures(args)
             .map(|f| f.join("synthea"))
@@ -254,7 +261,8 @@ async fn demo(
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             let summary = importer
                 .import(&name, &bytes, &mut crate::import::progress_bar(&name))
                 .await?;
