@@ -1507,10 +1507,11 @@ async fn sharing_post(ctx: Ctx, Form(form): Form<Vec<(String, String)>>) -> Page
             )
             .await;
         // A grantee in this same vault takes its keys at once.
-        if shared.is_ok() && me.identities.iter().any(|i| i.did == grantee) {
-            if let Err(e) = agent.receive_keys(&grantee, &did).await {
-                tracing::warn!(error = %e, "the local grantee could not take its keys");
-            }
+        if shared.is_ok()
+            && me.identities.iter().any(|i| i.did == grantee)
+            && let Err(e) = agent.receive_keys(&grantee, &did).await
+        {
+            tracing::warn!(error = %e, "the local grantee could not take its keys");
         }
         shared
     };
