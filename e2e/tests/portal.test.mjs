@@ -1,8 +1,8 @@
 // The portal end to end, in headless Chromium: a newcomer creates a vault and an identity
 // (recovery phrase shown once, then confirmed), locks and unlocks, imports a Synthea record
 // (progress page), opens a chart and a record, shares with a provider identity, the provider
-// reads and adds an observation, the patient revokes, the provider is refused, and the access
-// log shows the provider's reads. One `dehr up` on free 127.0.0.1 ports with a fresh data
+// reads and adds an observation, the patient revokes, the provider is refused, asks for access
+// and is let in again, and the access log shows the provider's reads. One `dehr up` on free 127.0.0.1 ports with a fresh data
 // folder; nothing leaves 127.0.0.1. Screenshots of each step go to e2e/screenshots/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -275,6 +275,27 @@ async function journey() {
   assert.match(await provider.locator('main').textContent(), /no access|refused/);
   await shot(provider, 'provider-refused');
 
+  // The clinic asks for access again; Alice approves the request; the clinic reads again.
+  await provider.goto(`${portalUrl}patients`);
+  await provider.locator('#ask-patient').fill(aliceDid);
+  await provider.getByLabel('Demographics', { exact: true }).check();
+  await provider.getByLabel('Observations', { exact: true }).check();
+  await provider.getByLabel('Note to the patient').fill('Follow-up of your blood pressure');
+  await provider.getByRole('button', { name: 'Ask for access' }).click();
+  await provider.waitForURL(/\/patients$/);
+  assert.match(await flash(provider), /Asked Alice for access to demographics, observations/);
+  await nav(patient, 'Sharing');
+  assert.match(await patient.locator('table.requests').textContent(), /Follow-up of your blood pressure/);
+  await shot(patient, 'access-request');
+  await patient.getByRole('button', { name: 'Approve Clinic' }).click();
+  await patient.waitForURL(/\/sharing$/);
+  assert.match(await flash(patient), /Shared demographics, observations with Clinic/);
+  assert.equal(await patient.locator('table.requests').count(), 0);
+  const again = await provider.goto(`${portalUrl}patients/${aliceDid}`);
+  assert.equal(again.status(), 200);
+  assert.ok(await provider.locator('table.records tbody tr').count() > 0);
+  await shot(provider, 'provider-reads-again');
+
   // The access log shows the clinic's reads (and the refusal).
   await nav(patient, 'Access log');
   await patient.locator('table.log').waitFor();
@@ -282,7 +303,10 @@ async function journey() {
   assert.match(log, /Clinic/);
   assert.match(log, /Records Read/);
   assert.match(log, /allowed/);
-  assert.match(log, /refused/);
+  // In sum: the clinic's reads were allowed, then refused after the revocation.
+  const clinic = patient.locator('table.actors tbody tr', { hasText: 'Clinic' });
+  assert.ok(Number(await clinic.locator('td').nth(1).textContent()) > 0, 'allowed reads');
+  assert.ok(Number(await clinic.locator('td').nth(2).textContent()) > 0, 'refused reads');
   assert.match(await patient.locator('.ok').textContent(), /checks out/);
   await shot(patient, 'access-log');
 }

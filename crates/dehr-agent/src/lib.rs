@@ -13,6 +13,7 @@ pub mod encryption;
 pub mod identity;
 pub mod keys;
 pub mod replication;
+pub mod requests;
 pub mod sharing;
 pub mod vault;
 

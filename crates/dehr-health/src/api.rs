@@ -291,17 +291,52 @@ impl FhirApi {
         let granted = self.granted.read().await.clone();
         let mut ended = Vec::new();
         let mut readable = Vec::new();
+        // Owners some of whose paths were refused: read again from scratch, path by path.
+        let mut narrowed: Vec<(String, Vec<PathAccess>)> = Vec::new();
         for (owner, paths) in &granted {
             match read_versions(&agent, &self.who, owner, Some(paths), &known).await {
                 Ok(versions) => {
                     read.extend(versions);
                     readable.push(owner.clone());
                 }
-                // The grantor revoked the grants (or they expired): what was read under them
-                // is no longer served.
+                // The grantor revoked grants (or they expired). Some paths may be granted
+                // anew since (a new share after a revocation): those are read again, and what
+                // was read under the ended grants is no longer served.
                 Err(AgentError::NodeRefused {
                     status: 401 | 403, ..
-                }) => ended.push(owner.clone()),
+                }) => {
+                    let mut still = Vec::new();
+                    let mut fresh = Vec::new();
+                    for access in paths {
+                        match read_versions(
+                            &agent,
+                            &self.who,
+                            owner,
+                            Some(std::slice::from_ref(access)),
+                            &std::collections::HashSet::new(),
+                        )
+                        .await
+                        {
+                            Ok(versions) => {
+                                fresh.extend(versions);
+                                still.push(access.clone());
+                            }
+                            Err(AgentError::NodeRefused {
+                                status: 401 | 403, ..
+                            }) => {}
+                            Err(e) => {
+                                tracing::warn!(grantor = %owner, error = %e, "cannot read the shared record");
+                                still.push(access.clone());
+                            }
+                        }
+                    }
+                    ended.push(owner.clone());
+                    if !still.is_empty() {
+                        read.extend(fresh);
+                        readable.push(owner.clone());
+                        narrowed.push((owner.clone(), still));
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(grantor = %owner, error = %e, "cannot read the shared record");
                 }
@@ -309,11 +344,19 @@ impl FhirApi {
         }
         drop(agent);
         {
-            let mut ended_now = self.ended.write().await;
-            for owner in readable {
-                ended_now.remove(&owner);
+            let mut granted_now = self.granted.write().await;
+            for (owner, paths) in narrowed {
+                granted_now.insert(owner, paths);
             }
-            ended_now.extend(ended.iter().cloned());
+        }
+        {
+            let mut ended_now = self.ended.write().await;
+            for owner in &ended {
+                ended_now.insert(owner.clone());
+            }
+            for owner in &readable {
+                ended_now.remove(owner);
+            }
         }
         let count = read.len();
         let mut index = self.index.write().await;

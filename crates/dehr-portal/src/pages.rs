@@ -58,6 +58,8 @@ pub(crate) fn router(portal: Arc<Portal>) -> Router {
         .route("/import/{job}", get(import_job))
         .route("/sharing", get(sharing).post(sharing_post))
         .route("/sharing/revoke", post(revoke_post))
+        .route("/sharing/requests", post(answer_request_post))
+        .route("/patients/request", post(request_access_post))
         .route("/log", get(access_log))
         .route("/export", get(export))
         .route("/export/download", get(export_download))
@@ -1365,6 +1367,7 @@ struct CategoryChoice {
 #[template(path = "sharing.html")]
 struct SharingPage {
     l: Layout,
+    requests: Vec<RequestItem>,
     grants: Vec<GrantItem>,
     choices: Vec<CategoryChoice>,
     others: Vec<IdentityItem>,
@@ -1397,21 +1400,28 @@ async fn sharing_page(ctx: &Ctx, me: &Me, errors: Vec<String>) -> PageResult {
             })
             .collect()
     };
-    let choices = Category::ALL
-        .iter()
-        .map(|c| CategoryChoice {
-            path: c.path().to_owned(),
-            name: category_name(*c),
-        })
-        .collect();
+    let choices = category_choices();
     let others = me
         .identities
         .iter()
         .filter(|i| i.did != me.me.did)
         .cloned()
         .collect();
+    let requests = pending_requests(me)
+        .await?
+        .into_iter()
+        .map(|(requester, (reads, writes, notes, date, _))| RequestItem {
+            requester_name: me.name_of(&requester),
+            requester,
+            categories: reads.join(", "),
+            writes: writes.join(", "),
+            note: notes.join(" "),
+            date: view::date(&date),
+        })
+        .collect();
     render(&SharingPage {
         l: me.layout(ctx, "Sharing", "sharing"),
+        requests,
         grants,
         choices,
         others,
@@ -1465,6 +1475,26 @@ async fn sharing_post(ctx: Ctx, Form(form): Form<Vec<(String, String)>>) -> Page
     if !errors.is_empty() {
         return sharing_page(&ctx, &me, errors).await;
     }
+    match share_record(&ctx, &me, &grantee, &paths, write, &date_expires).await {
+        Ok(message) => {
+            ctx.flash(message);
+            redirect("/sharing")
+        }
+        Err(why) => sharing_page(&ctx, &me, vec![why]).await,
+    }
+}
+
+/// Shares `paths` of the identity's record with `grantee` until `date_expires` (with the
+/// right to add records where clinicians write, when `write`), as `dehr share` does; a grantee
+/// of this same vault takes its keys at once. The message to show, or why it failed.
+async fn share_record(
+    ctx: &Ctx,
+    me: &Me,
+    grantee: &str,
+    paths: &[String],
+    write: bool,
+    date_expires: &str,
+) -> Result<String, String> {
     let write_paths: Vec<String> = if write {
         paths
             .iter()
@@ -1474,7 +1504,8 @@ async fn sharing_post(ctx: Ctx, Form(form): Form<Vec<(String, String)>>) -> Page
     } else {
         Vec::new()
     };
-    let result = {
+    let local = me.identities.iter().any(|i| i.did == grantee);
+    let share = {
         let mut agent = me.open.agent.lock().await;
         let did = me.me.did.clone();
         match agent
@@ -1483,62 +1514,174 @@ async fn sharing_post(ctx: Ctx, Form(form): Form<Vec<(String, String)>>) -> Page
         {
             Ok(Some(_)) => {}
             Ok(None) => {
-                drop(agent);
-                return sharing_page(
-                    &ctx,
-                    &me,
-                    vec!["There is no health record to share yet: import something first.".into()],
-                )
-                .await;
+                return Err(
+                    "There is no health record to share yet: import something first.".into(),
+                );
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(format!("The share was not made: {e}")),
         }
-        let shared = agent
+        let share = agent
             .share(
                 &did,
-                &grantee,
+                grantee,
                 &ShareRequest {
                     protocol: HEALTH_RECORD_PROTOCOL.into(),
-                    protocol_paths: paths.clone(),
+                    protocol_paths: paths.to_vec(),
                     write_paths: write_paths.clone(),
-                    date_expires: date_expires.clone(),
+                    date_expires: date_expires.to_owned(),
                     description: Some(format!("Shared by {} from the DeHR portal", me.me.name)),
                 },
             )
-            .await;
-        // A grantee in this same vault takes its keys at once.
-        if shared.is_ok()
-            && me.identities.iter().any(|i| i.did == grantee)
-            && let Err(e) = agent.receive_keys(&grantee, &did).await
-        {
+            .await
+            .map_err(|e| format!("The share was not made: {e}"))?;
+        if local && let Err(e) = agent.receive_keys(grantee, &did).await {
             tracing::warn!(error = %e, "the local grantee could not take its keys");
         }
-        shared
+        share
     };
-    match result {
-        Ok(share) => {
-            if me.identities.iter().any(|i| i.did == grantee) {
-                let _ = me
-                    .open
-                    .api(&grantee, &ctx.portal.config.validator, true)
-                    .await;
-            }
-            ctx.flash(format!(
-                "Shared {} with {} until {} ({} grants){}.",
-                paths.join(", "),
-                me.name_of(&grantee),
-                view::date(&date_expires),
-                share.grant_ids.len(),
-                if write_paths.is_empty() {
-                    String::new()
-                } else {
-                    format!("; they may add to {}", write_paths.join(", "))
-                }
-            ));
-            redirect("/sharing")
-        }
-        Err(e) => sharing_page(&ctx, &me, vec![format!("The share was not made: {e}")]).await,
+    if local {
+        let _ = me
+            .open
+            .api(grantee, &ctx.portal.config.validator, true)
+            .await;
     }
+    Ok(format!(
+        "Shared {} with {} until {} ({} grants){}.",
+        paths.join(", "),
+        me.name_of(grantee),
+        view::date(date_expires),
+        share.grant_ids.len(),
+        if write_paths.is_empty() {
+            String::new()
+        } else {
+            format!("; they may add to {}", write_paths.join(", "))
+        }
+    ))
+}
+
+/// Access requests of one requester, as the patient answers them.
+struct RequestItem {
+    requester: String,
+    requester_name: String,
+    categories: String,
+    writes: String,
+    note: String,
+    date: String,
+}
+
+/// The pending requests in `who`'s DWN for the health record, by requester: (requester, read
+/// paths, write paths, notes, first date, record ids).
+type Pending = BTreeMap<String, (Vec<String>, Vec<String>, Vec<String>, String, Vec<String>)>;
+
+async fn pending_requests(me: &Me) -> Result<Pending, PageError> {
+    let protocol = HEALTH_RECORD_PROTOCOL.trim_end_matches('/');
+    let requests = me
+        .open
+        .agent
+        .lock()
+        .await
+        .access_requests(&me.me.did)
+        .await?;
+    let mut pending: Pending = BTreeMap::new();
+    for r in requests {
+        if r.protocol.as_deref().map(|p| p.trim_end_matches('/')) != Some(protocol) {
+            continue;
+        }
+        let Some(path) = r
+            .protocol_path
+            .as_deref()
+            .and_then(Category::from_path)
+            .map(|c| c.path().to_owned())
+        else {
+            continue;
+        };
+        let entry = pending.entry(r.requester.clone()).or_insert_with(|| {
+            (
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                r.date.clone(),
+                Vec::new(),
+            )
+        });
+        match r.method.as_str() {
+            "Read" if !entry.0.contains(&path) => entry.0.push(path),
+            "Write" if !entry.1.contains(&path) => entry.1.push(path),
+            _ => {}
+        }
+        if let Some(note) = r.description
+            && !entry.2.contains(&note)
+        {
+            entry.2.push(note);
+        }
+        entry.4.push(r.record_id);
+    }
+    Ok(pending)
+}
+
+#[derive(Deserialize)]
+struct AnswerForm {
+    csrf: String,
+    requester: String,
+    action: String,
+    expires: Option<String>,
+}
+
+async fn answer_request_post(ctx: Ctx, Form(form): Form<AnswerForm>) -> PageResult {
+    check_csrf!(ctx, form.csrf);
+    let me = me!(ctx);
+    let pending = pending_requests(&me).await?;
+    let Some((reads, writes, _, _, ids)) = pending.get(&form.requester) else {
+        return Err(PageError::new(
+            StatusCode::NOT_FOUND,
+            "That request is no longer pending.",
+        ));
+    };
+    let message = if form.action == "approve" {
+        let day = form
+            .expires
+            .as_deref()
+            .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            .filter(|d| *d > chrono::Utc::now().date_naive());
+        let Some(day) = day else {
+            return sharing_page(
+                &ctx,
+                &me,
+                vec!["Until: choose a date after today for the access you grant.".into()],
+            )
+            .await;
+        };
+        let date_expires = format!("{}T23:59:59.000000Z", day.format("%Y-%m-%d"));
+        let mut paths = reads.clone();
+        for w in writes {
+            if !paths.contains(w) {
+                paths.push(w.clone());
+            }
+        }
+        match share_record(
+            &ctx,
+            &me,
+            &form.requester,
+            &paths,
+            !writes.is_empty(),
+            &date_expires,
+        )
+        .await
+        {
+            Ok(message) => message,
+            Err(why) => return sharing_page(&ctx, &me, vec![why]).await,
+        }
+    } else {
+        format!("Declined the request of {}.", me.name_of(&form.requester))
+    };
+    me.open
+        .agent
+        .lock()
+        .await
+        .remove_access_requests(&me.me.did, ids)
+        .await?;
+    ctx.flash(message);
+    redirect("/sharing")
 }
 
 #[derive(Deserialize)]
@@ -1781,9 +1924,20 @@ struct PatientsPage {
     l: Layout,
     patients: Vec<PatientItem>,
     error: Option<String>,
+    choices: Vec<CategoryChoice>,
+    request_errors: Vec<String>,
 }
 
 async fn patients_page(ctx: &Ctx, me: &Me, error: Option<String>) -> PageResult {
+    patients_page_with(ctx, me, error, Vec::new()).await
+}
+
+async fn patients_page_with(
+    ctx: &Ctx,
+    me: &Me,
+    error: Option<String>,
+    request_errors: Vec<String>,
+) -> PageResult {
     let api = me.api(ctx).await?;
     let granted = api.granted().await;
     let ended = api.ended().await;
@@ -1820,7 +1974,90 @@ async fn patients_page(ctx: &Ctx, me: &Me, error: Option<String>) -> PageResult 
         l: me.layout(ctx, "My patients", "patients"),
         patients,
         error,
+        choices: category_choices(),
+        request_errors,
     })
+}
+
+fn category_choices() -> Vec<CategoryChoice> {
+    Category::ALL
+        .iter()
+        .map(|c| CategoryChoice {
+            path: c.path().to_owned(),
+            name: category_name(*c),
+        })
+        .collect()
+}
+
+async fn request_access_post(ctx: Ctx, Form(form): Form<Vec<(String, String)>>) -> PageResult {
+    let me = me!(ctx);
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    check_csrf!(ctx, field("csrf"));
+    let owner = field("patient");
+    let paths: Vec<String> = form
+        .iter()
+        .filter(|(k, _)| k == "category")
+        .filter_map(|(_, v)| Category::from_path(v).map(|c| c.path().to_owned()))
+        .collect();
+    let mut errors = Vec::new();
+    if !owner.starts_with("did:") {
+        errors.push("Patient DID: enter the patient's DID (it starts with did:).".to_owned());
+    }
+    if paths.is_empty() {
+        errors.push("Categories: choose what you ask to read.".to_owned());
+    }
+    if !errors.is_empty() {
+        return patients_page_with(&ctx, &me, None, errors).await;
+    }
+    let writes: Vec<String> = if field("access") == "write" {
+        paths
+            .iter()
+            .filter(|p| Category::from_path(p).is_some_and(Category::clinicians_write))
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let note = field("note");
+    let asked = me
+        .open
+        .agent
+        .lock()
+        .await
+        .request_access(
+            &me.me.did,
+            &owner,
+            HEALTH_RECORD_PROTOCOL,
+            &paths,
+            &writes,
+            (!note.is_empty()).then_some(note),
+        )
+        .await;
+    match asked {
+        Ok(_) => {
+            ctx.flash(format!(
+                "Asked {} for access to {}{}. They answer in their portal; their record appears here once they share.",
+                me.name_of(&owner),
+                paths.join(", "),
+                if writes.is_empty() { String::new() } else { format!(" (and to add to {})", writes.join(", ")) }
+            ));
+            redirect("/patients")
+        }
+        Err(e) => {
+            patients_page_with(
+                &ctx,
+                &me,
+                None,
+                vec![format!("The request was not delivered: {e}")],
+            )
+            .await
+        }
+    }
 }
 
 async fn patients(ctx: Ctx) -> PageResult {
