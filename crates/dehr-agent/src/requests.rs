@@ -7,7 +7,7 @@ use bytes::Bytes;
 use dehr_dwn::builders::{self, WriteOptions};
 use dehr_dwn::filter::RecordsFilter;
 use dehr_dwn::grants::{
-    PERMISSIONS_PROTOCOL, PermissionRequestData, PermissionScope, REQUEST_PATH,
+    PERMISSIONS_PROTOCOL, PermissionGrantData, PermissionRequestData, PermissionScope, REQUEST_PATH,
 };
 use dehr_dwn::records_write::RecordsWrite;
 use serde_json::Value;
@@ -177,6 +177,51 @@ impl Agent {
         }
         requests.sort_by(|a, b| a.date.cmp(&b.date));
         Ok(requests)
+    }
+
+    /// A grant `owner` gave `who` (its recipient may read it), as stored in `owner`'s DWN:
+    /// what it allows and until when. The grantor's signature is checked.
+    pub async fn read_grant(
+        &self,
+        who: &str,
+        owner: &str,
+        grant_id: &str,
+    ) -> Result<PermissionGrantData, AgentError> {
+        let identity = self.identity(who)?.clone();
+        let signer = identity.keys.signer(&identity.did)?;
+        let filter = RecordsFilter {
+            record_id: Some(grant_id.to_owned()),
+            ..RecordsFilter::default()
+        };
+        let message = builders::records_read(filter, Some(&signer)).map_err(message_error)?;
+        let reply = self.client().send(owner, &message, None).await?;
+        if !reply.is_success() {
+            return Err(refused("RecordsRead (grant)", &reply));
+        }
+        let tampered = |reason: &str| AgentError::Tampered {
+            record_id: grant_id.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let write = reply
+            .body
+            .pointer("/entry/recordsWrite")
+            .cloned()
+            .ok_or_else(|| tampered("the reply carries no RecordsWrite"))?;
+        let parsed = RecordsWrite::parse(write).map_err(|e| tampered(&e.to_string()))?;
+        dehr_dwn::auth::authenticate(
+            Some(&parsed.message.authorization),
+            self.resolver().as_ref(),
+        )
+        .await
+        .map_err(|e| tampered(&format!("signature does not verify: {e}")))?;
+        if parsed.message.record_id != grant_id
+            || parsed.author != owner
+            || parsed.message.descriptor.protocol.as_deref() != Some(PERMISSIONS_PROTOCOL)
+        {
+            return Err(tampered("not a grant of this owner"));
+        }
+        let data = reply.data.clone().unwrap_or_default();
+        serde_json::from_slice(&data).map_err(|e| tampered(&format!("grant data: {e}")))
     }
 
     /// Removes answered requests from `who`'s DWN.

@@ -1910,6 +1910,7 @@ async fn export_download(ctx: Ctx, Query(q): Query<ExportQuery>) -> PageResult {
 // The provider's side: my patients, a patient's shared record, adding to it
 
 struct PatientItem {
+    until: String,
     ended: bool,
     did: String,
     name: String,
@@ -1941,6 +1942,24 @@ async fn patients_page_with(
     let api = me.api(ctx).await?;
     let granted = api.granted().await;
     let ended = api.ended().await;
+    // Until when: the expiry of each patient's (first) read grant, read from their DWN.
+    let mut until: HashMap<String, String> = HashMap::new();
+    {
+        let agent = me.open.agent.lock().await;
+        for (owner, paths) in &granted {
+            if ended.contains(owner) {
+                continue;
+            }
+            if let Some(grant) = paths.iter().find_map(|p| p.read_grant.as_deref()) {
+                match agent.read_grant(&me.me.did, owner, grant).await {
+                    Ok(data) => {
+                        until.insert(owner.clone(), view::date(&data.date_expires));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not read a grant's expiry"),
+                }
+            }
+        }
+    }
     let index = api.index().await;
     let patients = granted
         .into_iter()
@@ -1952,6 +1971,7 @@ async fn patients_page_with(
                 .filter(|n| !n.is_empty())
                 .unwrap_or_else(|| me.name_of(&owner));
             PatientItem {
+                until: until.get(&owner).cloned().unwrap_or_default(),
                 ended: ended.contains(&owner),
                 count: index.live(Some(&owner)).count(),
                 reads: paths
