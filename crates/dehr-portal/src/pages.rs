@@ -970,6 +970,8 @@ async fn category(ctx: Ctx, Path(path): Path<String>, Query(q): Query<PageQuery>
 #[template(path = "record.html")]
 struct RecordPage {
     l: Layout,
+    back_href: String,
+    back_label: String,
     summary: Summary,
     rows: Vec<Row>,
     raw: String,
@@ -1012,7 +1014,17 @@ async fn record(ctx: Ctx, Path((kind, id)): Path<(String, String)>) -> PageResul
     let versions = index.history(&kind, &id).len();
     let summary = view::summarize(version);
     let raw = serde_json::to_string_pretty(&*version.resource).unwrap_or_default();
+    let (back_href, back_label) = if version.owner == me.me.did {
+        ("/records".to_owned(), "Records".to_owned())
+    } else {
+        (
+            format!("/patients/{}", version.owner),
+            me.name_of(&version.owner),
+        )
+    };
     render(&RecordPage {
+        back_href,
+        back_label,
         l: me.layout(&ctx, summary.title.clone(), "records"),
         rows: view::rows(&version.resource),
         raw,

@@ -74,7 +74,12 @@ pub(crate) fn codes(value: &Value) -> String {
             "http://www.nlm.nih.gov/research/umls/rxnorm" => "RxNorm",
             "http://hl7.org/fhir/sid/cvx" => "CVX",
             "http://unitsofmeasure.org" => "UCUM",
-            other => other,
+            // Other systems by their last segment (`…/CodeSystem/observation-category`).
+            other => other
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or(other),
         };
         if system.is_empty() {
             code
