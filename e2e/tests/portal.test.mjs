@@ -149,12 +149,12 @@ async function journey() {
   // Shown once: a reload no longer shows the words.
   await patient.reload();
   assert.equal(await patient.locator('ol.phrase li').count(), 0);
-  await patient.getByLabel(`Word number ${askFirst}`).fill('wrong');
-  await patient.getByLabel(`Word number ${askSecond}`).fill(words[askSecond - 1]);
+  await patient.getByLabel(`Word number ${askFirst}`, { exact: true }).fill('wrong');
+  await patient.getByLabel(`Word number ${askSecond}`, { exact: true }).fill(words[askSecond - 1]);
   await patient.getByRole('button', { name: 'I wrote it down' }).click();
   assert.match(await patient.locator('.errors').textContent(), /do not match/);
-  await patient.getByLabel(`Word number ${askFirst}`).fill(words[askFirst - 1]);
-  await patient.getByLabel(`Word number ${askSecond}`).fill(words[askSecond - 1]);
+  await patient.getByLabel(`Word number ${askFirst}`, { exact: true }).fill(words[askFirst - 1]);
+  await patient.getByLabel(`Word number ${askSecond}`, { exact: true }).fill(words[askSecond - 1]);
   await patient.getByRole('button', { name: 'I wrote it down' }).click();
   await patient.waitForURL(/\/dashboard$/);
   assert.match(await flash(patient), /Recovery phrase confirmed/);
@@ -182,6 +182,8 @@ async function journey() {
   await shot(patient, 'import-form');
   await patient.getByRole('button', { name: 'Import' }).click();
   await patient.waitForURL(/\/import\/[^/]+$/);
+  // The progress page answers while the import holds the agent.
+  await patient.getByRole('heading', { name: /Importing|Import finished/ }).waitFor();
   await shot(patient, 'import-progress');
   await patient.getByRole('heading', { name: 'Import finished' }).waitFor({ timeout: 400_000 });
   const summary = await patient.locator('ul.results').textContent();

@@ -60,17 +60,21 @@ pub(crate) struct OpenVault {
     pub(crate) agent: Arc<Mutex<Agent>>,
     apis: Mutex<HashMap<String, Arc<FhirApi>>>,
     refreshed: std::sync::Mutex<HashMap<String, Instant>>,
+    /// The vault's identities as last seen, for pages served while a long operation (an
+    /// import) holds the agent.
+    pub(crate) identities: std::sync::Mutex<Vec<pages::IdentityItem>>,
 }
 
 /// How long a view's records are taken as fresh before a page reads what was written since.
 const FRESH_FOR: Duration = Duration::from_secs(3);
 
 impl OpenVault {
-    fn new(agent: Arc<Mutex<Agent>>) -> Self {
+    fn new(agent: Arc<Mutex<Agent>>, identities: Vec<pages::IdentityItem>) -> Self {
         Self {
             agent,
             apis: Mutex::new(HashMap::new()),
             refreshed: std::sync::Mutex::new(HashMap::new()),
+            identities: std::sync::Mutex::new(identities),
         }
     }
 
@@ -96,7 +100,9 @@ impl OpenVault {
                 }
                 stale
             };
-            if stale {
+            // While the agent is busy (an import), pages show what is indexed already.
+            let busy = self.agent.try_lock().is_err();
+            if stale && !busy {
                 api.refresh_grants().await;
                 if let Err(e) = api.refresh().await {
                     tracing::warn!(error = %e, "could not read new records");

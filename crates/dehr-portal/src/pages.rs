@@ -233,6 +233,20 @@ async fn style() -> Response {
         .into_response()
 }
 
+/// The vault's identities, for the switcher.
+fn identity_items(agent: &Agent) -> Vec<IdentityItem> {
+    agent
+        .identities()
+        .iter()
+        .map(|i| IdentityItem {
+            name: i.name.clone(),
+            did: i.did.clone(),
+            role: i.role.as_str().to_owned(),
+            active: false,
+        })
+        .collect()
+}
+
 /// The unlocked vault and the identity in use, or where to go instead.
 struct Me {
     open: Arc<OpenVault>,
@@ -254,18 +268,21 @@ impl Me {
             return Err(Redirect::to(to).into_response());
         };
         let active = ctx.with(|s| s.active.clone());
-        let mut identities: Vec<IdentityItem> = {
-            let agent = open.agent.lock().await;
-            agent
-                .identities()
-                .iter()
-                .map(|i| IdentityItem {
-                    name: i.name.clone(),
-                    did: i.did.clone(),
-                    role: i.role.as_str().to_owned(),
-                    active: false,
-                })
-                .collect()
+        let mut identities: Vec<IdentityItem> = match open.agent.try_lock() {
+            Ok(agent) => {
+                let list = identity_items(&agent);
+                *open
+                    .identities
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = list.clone();
+                list
+            }
+            // Busy (an import holds it): the list as last seen.
+            Err(_) => open
+                .identities
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
         };
         let index = active
             .and_then(|did| identities.iter().position(|i| i.did == did))
@@ -467,7 +484,8 @@ async fn open_vault(portal: &Portal, agent: Option<Agent>) -> Option<Arc<OpenVau
         (None, Some(agent)) => Arc::new(tokio::sync::Mutex::new(agent)),
         (None, None) => return None,
     };
-    let vault = Arc::new(OpenVault::new(agent));
+    let identities = identity_items(&*agent.lock().await);
+    let vault = Arc::new(OpenVault::new(agent, identities));
     *open = Arc::downgrade(&vault);
     Some(vault)
 }
