@@ -196,6 +196,10 @@ async function journey() {
   await patient.getByRole('heading', { name: 'Latest vital signs' }).waitFor();
   assert.ok(await patient.locator('section.card li').count() > 0);
   await shot(patient, 'dashboard');
+  // The same dashboard on a phone's width.
+  await patient.setViewportSize({ width: 390, height: 844 });
+  await shot(patient, 'dashboard-phone');
+  await patient.setViewportSize({ width: 1200, height: 900 });
   await patient.locator('section.card').filter({ hasText: 'Latest vital signs' }).locator('a').first().click();
   await patient.waitForURL(/\/record\/Observation\//);
   assert.match(await patient.locator('.verified').textContent(), /signature verified/);
@@ -265,6 +269,9 @@ async function journey() {
   await patient.goto(`${portalUrl}records/observations`);
   await patient.locator('table.records a', { hasText: 'Body weight' }).first().click();
   await patient.waitForURL(/\/record\/Observation\//);
+  assert.match(await patient.locator('.author').textContent(), /Clinic/);
+  assert.match(await patient.locator('.verified').textContent(), /signature verified/);
+  await shot(patient, 'patient-sees-clinic-record');
 
   // Alice revokes; the clinic's next read is refused by the node.
   await nav(patient, 'Sharing');

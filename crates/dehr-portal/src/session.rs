@@ -16,6 +16,9 @@ use crate::{OpenVault, Portal};
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "dehr_session";
 
+/// Sessions kept at most (every visitor without a cookie starts one).
+const MAX_SESSIONS: usize = 10_000;
+
 /// A session without a request for this long is forgotten altogether.
 const FORGET_AFTER: Duration = Duration::from_secs(24 * 3600);
 
@@ -110,6 +113,16 @@ pub(crate) async fn ensure_session(
         let (id, new) = match presented {
             Some(id) if sessions.contains_key(&id) => (id, false),
             _ => {
+                // Bounded: past MAX_SESSIONS the longest-unseen locked session goes.
+                if sessions.len() >= MAX_SESSIONS
+                    && let Some(oldest) = sessions
+                        .iter()
+                        .filter(|(_, s)| s.open.is_none())
+                        .min_by_key(|(_, s)| s.last_seen)
+                        .map(|(id, _)| id.clone())
+                {
+                    sessions.remove(&oldest);
+                }
                 let id = random_token();
                 sessions.insert(id.clone(), Session::new());
                 (id, true)
