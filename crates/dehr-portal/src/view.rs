@@ -331,6 +331,8 @@ pub(crate) struct Row {
     pub(crate) value: String,
     /// The codes behind a coded value.
     pub(crate) codes: String,
+    /// For a reference to another resource (`Type/id`): its page.
+    pub(crate) href: String,
 }
 
 /// `effectiveDateTime` → `Effective date time`.
@@ -410,6 +412,7 @@ fn push(out: &mut Vec<Row>, depth: usize, name: &str, value: &Value) {
         label: name.to_owned(),
         value,
         codes,
+        href: String::new(),
     };
     match value {
         Value::Null => {}
@@ -466,7 +469,24 @@ fn push(out: &mut Vec<Row>, depth: usize, name: &str, value: &Value) {
                     .and_then(text)
                     .or_else(|| object.get("reference").and_then(text))
                     .unwrap_or_default();
-                out.push(row(shown, String::new()));
+                let href = object
+                    .get("reference")
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.split_once('/'))
+                    .filter(|(kind, id)| {
+                        kind.chars().next().is_some_and(char::is_uppercase)
+                            && kind.chars().all(|c| c.is_ascii_alphabetic())
+                            && !id.is_empty()
+                            && id
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+                    })
+                    .map(|(kind, id)| format!("/record/{kind}/{id}"))
+                    .unwrap_or_default();
+                out.push(Row {
+                    href,
+                    ..row(shown, String::new())
+                });
             } else {
                 out.push(row(String::new(), String::new()));
                 for (key, child) in object {
