@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readdirSync, statSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, statSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -95,7 +95,7 @@ after(async () => {
 /// request beyond the portal.
 const pages = [];
 async function newPage() {
-  const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+  const context = await browser.newContext({ viewport: { width: 1200, height: 900 }, acceptDownloads: true });
   await context.route('**/*', (route) =>
     route.request().url().startsWith(portalUrl) ? route.continue() : route.abort());
   const page = await context.newPage();
@@ -215,6 +215,19 @@ async function journey() {
   assert.ok(await patient.locator('svg.chart circle').count() >= 2);
   await shot(patient, 'chart');
 
+  // The timeline, and the whole record downloaded as a FHIR Bundle.
+  await nav(patient, 'Timeline');
+  assert.ok(await patient.locator('table.records tbody tr').count() > 10);
+  await shot(patient, 'timeline');
+  await nav(patient, 'Export');
+  const [download] = await Promise.all([
+    patient.waitForEvent('download'),
+    patient.getByRole('link', { name: 'FHIR Bundle' }).click(),
+  ]);
+  const bundle = JSON.parse(readFileSync(await download.path(), 'utf8'));
+  assert.equal(bundle.resourceType, 'Bundle');
+  assert.ok(bundle.entry.some((e) => e.resource.resourceType === 'Patient'));
+
   // A second identity in the same vault: the provider.
   await nav(patient, 'Identities');
   await patient.getByLabel('Name').fill('Clinic');
@@ -266,8 +279,14 @@ async function journey() {
   await shot(provider, 'provider-wrote');
 
   // Alice sees the clinic's observation, signed by the clinic.
-  await patient.goto(`${portalUrl}records/observations`);
-  await patient.locator('table.records a', { hasText: 'Body weight' }).first().click();
+  // (The portal reads what others wrote at most every few seconds.)
+  const clinicRow = patient.locator('table.records tbody tr', { hasText: '72.5 kg' });
+  for (let tries = 0; tries < 20; tries += 1) {
+    await patient.goto(`${portalUrl}records/observations`);
+    if (await clinicRow.count() > 0) break;
+    await patient.waitForTimeout(500);
+  }
+  await clinicRow.first().locator('a').click();
   await patient.waitForURL(/\/record\/Observation\//);
   assert.match(await patient.locator('.author').textContent(), /Clinic/);
   assert.match(await patient.locator('.verified').textContent(), /signature verified/);
