@@ -2219,6 +2219,9 @@ const VITALS: [VitalChoice; 7] = [
 #[template(path = "patient.html")]
 struct PatientPage {
     l: Layout,
+    total: usize,
+    page: usize,
+    pages: usize,
     did: String,
     name: String,
     items: Vec<Summary>,
@@ -2234,6 +2237,16 @@ struct PatientPage {
 }
 
 async fn patient_page(ctx: &Ctx, me: &Me, did: &str, errors: Vec<String>) -> PageResult {
+    patient_page_at(ctx, me, did, errors, None).await
+}
+
+async fn patient_page_at(
+    ctx: &Ctx,
+    me: &Me,
+    did: &str,
+    errors: Vec<String>,
+    page: Option<usize>,
+) -> PageResult {
     let api = me.api(ctx).await?;
     let granted = api.granted().await;
     if api.ended().await.contains(did) {
@@ -2270,7 +2283,8 @@ async fn patient_page(ctx: &Ctx, me: &Me, did: &str, errors: Vec<String>) -> Pag
                 | "PractitionerRole"
         )
     }));
-    let items: Vec<Summary> = items.into_iter().take(PAGE_SIZE).collect();
+    let total = items.len();
+    let (items, page, pages) = paged(items, page);
     let writes = |path: &str| {
         paths
             .iter()
@@ -2293,6 +2307,9 @@ async fn patient_page(ctx: &Ctx, me: &Me, did: &str, errors: Vec<String>) -> Pag
         },
         did: did.to_owned(),
         items,
+        total,
+        page,
+        pages,
         vitals: &VITALS,
         can_write_observations: writes("observations"),
         can_write_documents: writes("documents"),
@@ -2309,9 +2326,9 @@ async fn patient_page(ctx: &Ctx, me: &Me, did: &str, errors: Vec<String>) -> Pag
     })
 }
 
-async fn patient(ctx: Ctx, Path(did): Path<String>) -> PageResult {
+async fn patient(ctx: Ctx, Path(did): Path<String>, Query(q): Query<PageQuery>) -> PageResult {
     let me = me!(ctx);
-    patient_page(&ctx, &me, &did, Vec::new()).await
+    patient_page_at(&ctx, &me, &did, Vec::new(), q.page).await
 }
 
 /// The subject reference of a new resource in `owner`'s record: their Patient resource.
