@@ -15,6 +15,7 @@ pub mod identity;
 pub mod keys;
 pub mod replica;
 pub mod replication;
+pub mod requests;
 pub mod sharing;
 pub mod vault;
 

@@ -545,6 +545,23 @@ impl Vault {
         })
     }
 
+    /// Checks that `passphrase` is this open vault's (it derives the vault's key), without
+    /// touching the file: for a second person unlocking a vault this process holds open.
+    pub fn check_passphrase(&self, passphrase: &Passphrase) -> Result<(), VaultError> {
+        let salt = b64url_decode(&self.kdf.salt)
+            .map_err(|_| VaultError::Crypto("the vault's salt is not base64url".into()))?;
+        let key = derive_key(passphrase, &salt, self.kdf.cost)?;
+        let difference = key
+            .iter()
+            .zip(self.key.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if difference == 0 {
+            Ok(())
+        } else {
+            Err(VaultError::WrongPassphrase)
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

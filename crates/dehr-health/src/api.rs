@@ -49,7 +49,9 @@ pub const AUTHOR_EXTENSION: &str = "https://dehr.health/fhir/StructureDefinition
 
 /// What the API serves and from where.
 pub struct FhirApi {
-    agent: Mutex<Agent>,
+    /// Shared with the portal when it serves the same vault: one open vault per process, so
+    /// no two copies of it overwrite each other's changes.
+    agent: Arc<Mutex<Agent>>,
     who: String,
     did: String,
     validator: Validator,
@@ -57,6 +59,8 @@ pub struct FhirApi {
     index: RwLock<ResourceIndex>,
     /// Others' records this identity reads under their grants: owner DID → paths.
     granted: RwLock<BTreeMap<String, Vec<PathAccess>>>,
+    /// Grantors whose nodes refused the last read (the share was revoked or expired).
+    ended: RwLock<BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for FhirApi {
@@ -209,15 +213,27 @@ impl FhirApi {
         validator: Validator,
         token: String,
     ) -> Result<Arc<Self>, AgentError> {
-        let did = agent.identity(who)?.did.clone();
+        Self::load_shared(Arc::new(Mutex::new(agent)), who, validator, token).await
+    }
+
+    /// [`FhirApi::load`] with an agent others use too (the portal serves several identities
+    /// of one vault, each with its own `FhirApi`).
+    pub async fn load_shared(
+        agent: Arc<Mutex<Agent>>,
+        who: &str,
+        validator: Validator,
+        token: String,
+    ) -> Result<Arc<Self>, AgentError> {
+        let did = agent.lock().await.identity(who)?.did.clone();
         let api = Arc::new(Self {
-            agent: Mutex::new(agent),
+            agent,
             who: who.to_owned(),
             did,
             validator,
             token,
             index: RwLock::new(ResourceIndex::default()),
             granted: RwLock::new(BTreeMap::new()),
+            ended: RwLock::new(BTreeSet::new()),
         });
         api.refresh_grants().await;
         api.refresh().await?;
@@ -274,20 +290,74 @@ impl FhirApi {
         let mut read = read_versions(&agent, &self.who, &self.did, None, &known).await?;
         let granted = self.granted.read().await.clone();
         let mut ended = Vec::new();
+        let mut readable = Vec::new();
+        // Owners some of whose paths were refused: read again from scratch, path by path.
+        let mut narrowed: Vec<(String, Vec<PathAccess>)> = Vec::new();
         for (owner, paths) in &granted {
             match read_versions(&agent, &self.who, owner, Some(paths), &known).await {
-                Ok(versions) => read.extend(versions),
-                // The grantor revoked the grants (or they expired): what was read under them
-                // is no longer served.
+                Ok(versions) => {
+                    read.extend(versions);
+                    readable.push(owner.clone());
+                }
+                // The grantor revoked grants (or they expired). Some paths may be granted
+                // anew since (a new share after a revocation): those are read again, and what
+                // was read under the ended grants is no longer served.
                 Err(AgentError::NodeRefused {
                     status: 401 | 403, ..
-                }) => ended.push(owner.clone()),
+                }) => {
+                    let mut still = Vec::new();
+                    let mut fresh = Vec::new();
+                    for access in paths {
+                        match read_versions(
+                            &agent,
+                            &self.who,
+                            owner,
+                            Some(std::slice::from_ref(access)),
+                            &std::collections::HashSet::new(),
+                        )
+                        .await
+                        {
+                            Ok(versions) => {
+                                fresh.extend(versions);
+                                still.push(access.clone());
+                            }
+                            Err(AgentError::NodeRefused {
+                                status: 401 | 403, ..
+                            }) => {}
+                            Err(e) => {
+                                tracing::warn!(grantor = %owner, error = %e, "cannot read the shared record");
+                                still.push(access.clone());
+                            }
+                        }
+                    }
+                    ended.push(owner.clone());
+                    if !still.is_empty() {
+                        read.extend(fresh);
+                        readable.push(owner.clone());
+                        narrowed.push((owner.clone(), still));
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(grantor = %owner, error = %e, "cannot read the shared record");
                 }
             }
         }
         drop(agent);
+        {
+            let mut granted_now = self.granted.write().await;
+            for (owner, paths) in narrowed {
+                granted_now.insert(owner, paths);
+            }
+        }
+        {
+            let mut ended_now = self.ended.write().await;
+            for owner in &ended {
+                ended_now.insert(owner.clone());
+            }
+            for owner in &readable {
+                ended_now.remove(owner);
+            }
+        }
         let count = read.len();
         let mut index = self.index.write().await;
         for owner in ended {
@@ -305,6 +375,57 @@ impl FhirApi {
             }
         }
         Ok(count)
+    }
+
+    /// The DID whose view this is.
+    pub fn did(&self) -> &str {
+        &self.did
+    }
+
+    /// The agent, shared with whoever else serves this vault.
+    pub fn agent(&self) -> &Arc<Mutex<Agent>> {
+        &self.agent
+    }
+
+    /// Every version this identity reads, as the API serves it (for the portal's views).
+    pub async fn index(&self) -> tokio::sync::RwLockReadGuard<'_, ResourceIndex> {
+        self.index.read().await
+    }
+
+    /// Others' records this identity reads: owner DID → the paths granted.
+    pub async fn granted(&self) -> BTreeMap<String, Vec<PathAccess>> {
+        self.granted.read().await.clone()
+    }
+
+    /// Grantors whose nodes refused this identity at the last refresh: their share was
+    /// revoked or has expired, and their records are no longer served.
+    pub async fn ended(&self) -> BTreeSet<String> {
+        self.ended.read().await.clone()
+    }
+
+    /// Creates a resource (a new id, as FHIR create does) in `owner`'s record (this
+    /// identity's own when `None`, else a patient's under their write grant): validated,
+    /// signed, written to the DWN, then indexed. Returns `(type, id)`, or why it was refused.
+    pub async fn create(
+        &self,
+        owner: Option<&str>,
+        resource: Value,
+    ) -> Result<(String, String), String> {
+        let kind = resource
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let id = crate::import::new_id();
+        let write = self
+            .prepare_for(&kind, &id, resource, None, owner)
+            .await
+            .map_err(|refusal| diagnostics(&refusal.outcome))?;
+        match self.write(vec![write]).await.pop() {
+            Some(Ok(_)) => Ok((kind, id)),
+            Some(Err(why)) => Err(why),
+            None => Err("nothing was written".into()),
+        }
     }
 
     /// The routes under `/fhir`.
@@ -482,8 +603,21 @@ impl FhirApi {
         &self,
         kind: &str,
         id: &str,
+        resource: Value,
+        if_match: Option<&str>,
+    ) -> Result<PendingWrite, WriteRefusal> {
+        self.prepare_for(kind, id, resource, if_match, None).await
+    }
+
+    /// [`Self::prepare`], into `owner`'s record when given (a new resource only; an existing
+    /// one stays in the record it is in).
+    async fn prepare_for(
+        &self,
+        kind: &str,
+        id: &str,
         mut resource: Value,
         if_match: Option<&str>,
+        owner_wanted: Option<&str>,
     ) -> Result<PendingWrite, WriteRefusal> {
         if !self.serves(kind) {
             return Err(WriteRefusal::new(
@@ -522,9 +656,10 @@ impl FhirApi {
                 ));
             }
         }
-        let owner = match owner {
-            Some(owner) => owner,
-            None => self.owner_for(&resource).await,
+        let owner = match (owner, owner_wanted) {
+            (Some(owner), _) => owner,
+            (None, Some(wanted)) => wanted.to_owned(),
+            (None, None) => self.owner_for(&resource).await,
         };
         let grant = if owner == self.did {
             None
@@ -741,6 +876,35 @@ impl FhirApi {
             .iter()
             .map(|v| v.id().to_owned())
             .collect())
+    }
+}
+
+/// The diagnostics of an OperationOutcome's issues, in one line.
+fn diagnostics(outcome: &Value) -> String {
+    let issues: Vec<String> = outcome
+        .get("issue")
+        .and_then(Value::as_array)
+        .map(|issues| {
+            issues
+                .iter()
+                .filter(|i| i.get("severity").and_then(Value::as_str) != Some("warning"))
+                .map(|i| {
+                    let text = i
+                        .get("diagnostics")
+                        .and_then(Value::as_str)
+                        .unwrap_or("refused");
+                    match i.pointer("/expression/0").and_then(Value::as_str) {
+                        Some(at) => format!("{at}: {text}"),
+                        None => text.to_owned(),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if issues.is_empty() {
+        "refused".into()
+    } else {
+        issues.join("; ")
     }
 }
 

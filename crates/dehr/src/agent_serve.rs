@@ -1,6 +1,7 @@
-//! `dehr agent`: serves an identity's record over the FHIR R4 REST API under `/fhir`, until
-//! SIGINT or SIGTERM. Prints one line to stdout once listening: the base URL and the bearer
-//! token clients must present.
+//! `dehr agent`: serves an identity's record over the FHIR R4 REST API under `/fhir`, and the
+//! portal (every identity of the vault, unlocked with the passphrase in the browser) at `/`,
+//! until SIGINT or SIGTERM. Prints one line to stdout once listening: the base URL and the
+//! bearer token clients must present. The API and the portal share one open vault.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -32,6 +33,9 @@ pub struct AgentArgs {
     /// new random token printed at start.
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// Lock a portal session after this many minutes without a request.
+    #[arg(long, value_name = "MINUTES", default_value_t = 15)]
+    idle_lock: u64,
     /// Every this many seconds, read records written since (by other agents, or by patients
     /// who shared with this identity) and fetch new key deliveries; 0 never does.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
@@ -74,6 +78,9 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         args.common.config(),
         &args.common.passphrase("Vault passphrase")?,
     )?;
+    let nodes = agent.identity(&args.identity)?.nodes.clone();
+    let agent_config = agent.config().clone();
+    let agent = std::sync::Arc::new(tokio::sync::Mutex::new(agent));
     let token = token(&args)?;
     crate::replica::level(&agent, &args.identity, "before serving").await;
     if let Some(syncer) = agent.replica_syncer(&args.identity)? {
@@ -86,7 +93,23 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         "Reading {}'s record and the records shared with it…",
         args.identity
     );
-    let api = FhirApi::load(agent, &args.identity, validator, token.clone()).await?;
+    let api = FhirApi::load_shared(
+        agent.clone(),
+        &args.identity,
+        validator.clone(),
+        token.clone(),
+    )
+    .await?;
+    let portal = dehr_portal::Portal::with_agent(
+        dehr_portal::PortalConfig {
+            agent: agent_config,
+            nodes,
+            validator,
+            idle_lock: std::time::Duration::from_secs(args.idle_lock.max(1) * 60),
+            notice: None,
+        },
+        agent,
+    );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| {
@@ -112,15 +135,18 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     }
     let addr = listener.local_addr()?;
     println!("http://{addr}/fhir token={token}");
+    eprintln!("The portal: http://{addr}/");
     std::io::stdout().flush().ok();
-    axum::serve(listener, api.router())
+    // Whatever the FHIR API does not route, the portal answers.
+    let app = api.router().fallback_service(portal.router());
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())
 }
 
 /// SIGINT or (on Unix) SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         let mut term =

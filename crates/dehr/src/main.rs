@@ -1,6 +1,6 @@
-//! `dehr`: the one program of DeHR: a node (`dehr node`), identities and their vault
-//! (`dehr identity`) and benchmarks (`dehr bench`); the agent's API and the one-command local
-//! setup come as further subcommands.
+//! `dehr`: the one program of DeHR: everything on one computer (`dehr up`: node, agent and
+//! portal), a node (`dehr node`), identities and their vault (`dehr identity`), the agent's
+//! FHIR API and portal (`dehr agent`), and benchmarks (`dehr bench`).
 //!
 //! This binary owns what the libraries must not: argument parsing, logging set-up, signals
 //! and turning errors into advice for the person at the terminal.
@@ -21,6 +21,7 @@ mod sample_messages;
 mod share;
 mod size;
 mod sync;
+mod up;
 
 use std::process::ExitCode;
 
@@ -39,7 +40,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "DeHR: a decentralized electronic health record",
     long_about = "DeHR: a decentralized electronic health record. A patient's records live in their own \
                   Decentralized Web Node (DWN), compatible with dwn-sdk-js 0.5.2 and @web5/dwn-server 0.6.1.",
-    after_help = "Example:\n  dehr node --listen 127.0.0.1:3000 --data-dir ./node-data\n\n\
+    after_help = "Examples:\n  dehr up --demo\n  dehr node --listen 127.0.0.1:3000 --data-dir ./node-data\n\n\
                   Logging: RUST_LOG sets the level (default info), e.g. RUST_LOG=dehr_node=debug.",
     propagate_version = true
 )]
@@ -52,9 +53,10 @@ struct Cli {
     command: Command,
 }
 
-// Room for `agent` and `up`: one variant and one module each.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Start everything on this computer: a node, an agent and its web portal on 127.0.0.1.
+    Up(up::UpArgs),
     /// Run a Decentralized Web Node (the dwn-server HTTP and WebSocket API).
     Node(node::NodeArgs),
     /// Measure the node: writes per second, query latency, and the same on dwn-sdk-js.
@@ -62,7 +64,8 @@ enum Command {
     /// Manage identities: DIDs, their keys in the encrypted vault, their nodes, backups.
     #[command(subcommand)]
     Identity(identity::IdentityCommand),
-    /// Serve an identity's record over the FHIR R4 REST API (/fhir), with a bearer token.
+    /// Serve an identity's record over the FHIR R4 REST API (/fhir, with a bearer token) and
+    /// the portal (/) for every identity of the vault.
     Agent(agent_serve::AgentArgs),
     /// Import FHIR R4 files (Bundles, NDJSON, resources) into an identity's record.
     Import(import::ImportArgs),
@@ -95,7 +98,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    // `dehr up` is for a person at a terminal: the node's line per request would bury the URL.
+    let default_filter = match cli.command {
+        Command::Up(_) => "info,dehr_node::rpc=warn",
+        _ => "info",
+    };
+    logging::init(cli.log_format, default_filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -108,6 +116,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Up(args) => up::run(args).await,
             Command::Node(args) => node::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Identity(command) => identity::run(command).await,

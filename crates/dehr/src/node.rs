@@ -82,31 +82,35 @@ fn parse_http_url(input: &str) -> Result<String, String> {
 
 /// `$XDG_DATA_HOME/dehr/node`, else the platform's per-user data directory.
 fn default_data_dir() -> Option<PathBuf> {
+    data_root().map(|root| root.join("node"))
+}
+
+/// `$XDG_DATA_HOME/dehr`, else the platform's per-user data directory's `dehr`.
+pub(crate) fn data_root() -> Option<PathBuf> {
     let env_dir = |name: &str| {
         std::env::var_os(name)
             .map(PathBuf::from)
             .filter(|p| p.is_absolute())
     };
     if let Some(xdg) = env_dir("XDG_DATA_HOME") {
-        return Some(xdg.join("dehr").join("node"));
+        return Some(xdg.join("dehr"));
     }
     if cfg!(windows) {
-        return env_dir("LOCALAPPDATA").map(|d| d.join("dehr").join("node"));
+        return env_dir("LOCALAPPDATA").map(|d| d.join("dehr"));
     }
     let home = env_dir("HOME")?;
     if cfg!(target_os = "macos") {
         return Some(
             home.join("Library")
                 .join("Application Support")
-                .join("dehr")
-                .join("node"),
+                .join("dehr"),
         );
     }
-    Some(home.join(".local").join("share").join("dehr").join("node"))
+    Some(home.join(".local").join("share").join("dehr"))
 }
 
 /// Turns a start-up failure into what to do about it.
-fn explain(error: NodeError) -> anyhow::Error {
+pub(crate) fn explain(error: NodeError) -> anyhow::Error {
     match error {
         NodeError::AddressInUse { addr } => anyhow!(
             "{addr} is already in use (is another node running?); choose another address with --listen, e.g. --listen 127.0.0.1:{}",

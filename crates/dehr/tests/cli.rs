@@ -18,6 +18,7 @@ fn dehr() -> Command {
 fn every_command_has_help_with_an_example() {
     for args in [
         vec!["--help"],
+        vec!["up", "--help"],
         vec!["node", "--help"],
         vec!["bench", "--help"],
         vec!["identity", "create", "--help"],
@@ -493,9 +494,91 @@ fn import_writes_valid_resources_and_reports_refusals() {
             .await
             .unwrap()
     });
+    // The portal is served beside the API.
+    let portal = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        reqwest::get(format!("{}/unlock", base.trim_end_matches("/fhir")))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
     let _ = agent.kill();
     let _ = agent.wait();
     assert!(body.contains("\"birthDate\":\"1980-02-29\""), "{body}");
+    assert!(portal.contains("Unlock your vault"), "{portal}");
     let _ = node.kill();
     let _ = node.wait();
+}
+
+/// `dehr up --demo`: a node, the demo identities with an imported record, and the portal, on
+/// free ports; a second run reuses all of it (no identity created, nothing imported again).
+#[test]
+fn up_demo_starts_everything_and_reuses_its_demo() {
+    let fixtures = std::env::var_os("DEHR_FIXTURES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+        });
+    let dir = tempfile::tempdir().unwrap();
+    let run = |round: u32| {
+        let stderr_path = dir.path().join(format!("stderr-{round}"));
+        let mut up = dehr()
+            .args([
+                "up",
+                "--demo",
+                "--listen",
+                "127.0.0.1:0",
+                "--node-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--fixtures")
+            .arg(&fixtures)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(up.stdout.take().unwrap()).lines();
+        let url = loop {
+            let line = lines
+                .next()
+                .unwrap_or_else(|| {
+                    panic!(
+                        "dehr up ended early: {}",
+                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                    )
+                })
+                .unwrap();
+            if let Some(rest) = line.strip_prefix("DeHR portal: ") {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        let page = tokio::runtime::Runtime::new().unwrap().block_on(async {
+            reqwest::get(format!("{url}unlock"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        });
+        let _ = up.kill();
+        let _ = up.wait();
+        (page, std::fs::read_to_string(&stderr_path).unwrap())
+    };
+    let (page, stderr) = run(1);
+    assert!(page.contains("dehr demo passphrase"), "{page}");
+    assert!(stderr.contains("Created Demo patient"), "{stderr}");
+    assert!(stderr.contains("Demo import of"), "{stderr}");
+    assert!(stderr.contains("shared the whole record"), "{stderr}");
+    let (page, stderr) = run(2);
+    assert!(page.contains("Unlock your vault"), "{page}");
+    assert!(
+        !stderr.contains("Created")
+            && !stderr.contains("Demo import")
+            && !stderr.contains("shared the whole"),
+        "the second run redid the demo:\n{stderr}"
+    );
 }

@@ -761,3 +761,70 @@ async fn every_access_by_others_is_logged_and_tampering_with_the_log_shows() {
     let problems = logs[0].problems.join("\n");
     assert!(problems.contains("were removed"), "{problems}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_asks_for_access_and_the_patient_answers() {
+    let scene = scene().await;
+    let protocol = PROTOCOL;
+    let ids = scene
+        .provider
+        .request_access(
+            "clinic",
+            &scene.patient_did,
+            protocol,
+            &["observation".to_owned()],
+            &["observation".to_owned()],
+            Some("follow-up".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 2, "one request to read, one to write");
+    let requests = scene.patient.access_requests("alice").await.unwrap();
+    assert_eq!(requests.len(), 2);
+    assert!(requests.iter().all(|r| r.requester == scene.provider_did
+        && r.protocol_path.as_deref() == Some("observation")
+        && r.description.as_deref() == Some("follow-up")));
+    let mut methods: Vec<&str> = requests.iter().map(|r| r.method.as_str()).collect();
+    methods.sort_unstable();
+    assert_eq!(methods, ["Read", "Write"]);
+    // Others cannot list them: only the patient reads its DWN's requests.
+    assert!(
+        scene
+            .provider
+            .access_requests("clinic")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Granted, then removed once answered.
+    let mut patient = scene.patient;
+    let expires = in_a_year();
+    let share = patient
+        .share(
+            "alice",
+            &scene.provider_did,
+            &ShareRequest {
+                protocol: protocol.into(),
+                protocol_paths: vec!["observation".into()],
+                write_paths: vec![],
+                date_expires: expires.clone(),
+                description: None,
+            },
+        )
+        .await
+        .unwrap();
+    let ids: Vec<String> = requests.iter().map(|r| r.record_id.clone()).collect();
+    patient.remove_access_requests("alice", &ids).await.unwrap();
+    assert!(patient.access_requests("alice").await.unwrap().is_empty());
+
+    // The provider reads the grant it was given, with its expiry.
+    let grant = scene
+        .provider
+        .read_grant("clinic", &scene.patient_did, &share.grant_ids[0])
+        .await
+        .unwrap();
+    assert_eq!(grant.date_expires, expires);
+    assert_eq!(grant.scope.protocol_path.as_deref(), Some("observation"));
+    let _ = &scene.node;
+}
