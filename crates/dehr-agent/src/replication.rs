@@ -259,10 +259,9 @@ impl Agent {
     }
 }
 
-/// Keeps one identity's local replica level with its nodes in the background: a round after
-/// every local write (coalesced) and every `every` otherwise, so records written here reach
-/// the nodes promptly and what others wrote on a node arrives here. Holds copies of what it
-/// needs, so it runs beside an agent that is busy (or locked behind a mutex).
+/// Levels one identity's local replica with its nodes, holding copies of what it needs (the
+/// replica, the DID, the nodes, a signer), so rounds run beside an agent that is busy or
+/// locked behind a mutex; `LocalReplica::changed` tells when to run one.
 pub struct ReplicaSyncer {
     replica: Arc<LocalReplica>,
     did: String,
@@ -285,33 +284,6 @@ impl ReplicaSyncer {
         self.replica
             .sync(&self.did, &self.nodes, &self.signer)
             .await
-    }
-
-    /// Rounds forever: after each local write and at least every `every`.
-    pub async fn run(self, every: std::time::Duration) {
-        loop {
-            tokio::select! {
-                () = self.replica.changed() => {
-                    // Let a burst of writes (an import) finish its current batch first.
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-                () = tokio::time::sleep(every) => {}
-            }
-            for node in self.round().await {
-                match (&node.pulled, &node.pushed) {
-                    (Ok(0), Ok(0)) => {}
-                    (Ok(pulled), Ok(pushed)) => {
-                        tracing::info!(node = %node.node, pulled, pushed, "synced the local replica")
-                    }
-                    (pulled, pushed) => tracing::debug!(
-                        node = %node.node,
-                        pulled = ?pulled.as_ref().err(),
-                        pushed = ?pushed.as_ref().err(),
-                        "local replica: a node is out of reach"
-                    ),
-                }
-            }
-        }
     }
 }
 

@@ -80,15 +80,15 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     )?;
     let nodes = agent.identity(&args.identity)?.nodes.clone();
     let agent_config = agent.config().clone();
-    let agent = std::sync::Arc::new(tokio::sync::Mutex::new(agent));
     let token = token(&args)?;
     crate::replica::level(&agent, &args.identity, "before serving").await;
-    if let Some(syncer) = agent.replica_syncer(&args.identity)? {
-        // Records written here reach the nodes right after; others' writes arrive within
-        // --refresh seconds (2 when refreshing is off).
-        let every = std::time::Duration::from_secs(if args.refresh > 0 { args.refresh } else { 2 });
-        tokio::spawn(syncer.run(every));
-    }
+    let agent = std::sync::Arc::new(tokio::sync::Mutex::new(agent));
+    // Records written here (through /fhir or the portal, by any identity of the vault) reach
+    // the nodes right after; others' writes arrive within --refresh seconds (2 when off).
+    tokio::spawn(crate::replica::keep_level(
+        agent.clone(),
+        std::time::Duration::from_secs(if args.refresh > 0 { args.refresh } else { 2 }),
+    ));
     eprintln!(
         "Reading {}'s record and the records shared with it…",
         args.identity

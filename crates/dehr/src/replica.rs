@@ -37,3 +37,49 @@ pub(crate) async fn level(agent: &Agent, who: &str, what: &str) {
         }
     }
 }
+
+/// Keeps the replica of every identity of the vault level with its nodes while the process
+/// runs (`dehr agent`): a round shortly after each local write, and one every `every`. The
+/// identities are read again each round, so one created in the portal is included at once;
+/// the agent is locked only to read them, never during the network work.
+pub(crate) async fn keep_level(
+    agent: std::sync::Arc<tokio::sync::Mutex<Agent>>,
+    every: std::time::Duration,
+) {
+    let Some(replica) = agent.lock().await.replica().cloned() else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            () = replica.changed() => {
+                // Let a burst of writes (an import) finish its current batch first.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            () = tokio::time::sleep(every) => {}
+        }
+        let syncers: Vec<_> = {
+            let agent = agent.lock().await;
+            agent
+                .identities()
+                .iter()
+                .filter_map(|i| agent.replica_syncer(&i.did).ok().flatten())
+                .collect()
+        };
+        for syncer in syncers {
+            for node in syncer.round().await {
+                match (&node.pulled, &node.pushed) {
+                    (Ok(0), Ok(0)) => {}
+                    (Ok(pulled), Ok(pushed)) => {
+                        tracing::info!(node = %node.node, pulled, pushed, "synced the local replica")
+                    }
+                    (pulled, pushed) => tracing::debug!(
+                        node = %node.node,
+                        pulled = ?pulled.as_ref().err(),
+                        pushed = ?pushed.as_ref().err(),
+                        "local replica: a node is out of reach"
+                    ),
+                }
+            }
+        }
+    }
+}
