@@ -71,6 +71,14 @@ impl std::fmt::Debug for FhirApi {
     }
 }
 
+fn unknown_interaction() -> Response {
+    outcome(
+        StatusCode::NOT_FOUND,
+        "not-supported",
+        "no such FHIR interaction here; GET /fhir/metadata lists what is served",
+    )
+}
+
 fn outcome(status: StatusCode, code: &str, diagnostics: impl Into<String>) -> Response {
     fhir_response(status, &outcome_json(code, diagnostics))
 }
@@ -445,14 +453,24 @@ impl FhirApi {
         Router::new()
             .route("/fhir/metadata", get(metadata))
             .merge(protected)
-            .fallback(|| async {
-                outcome(
-                    StatusCode::NOT_FOUND,
-                    "not-supported",
-                    "no such FHIR interaction here; GET /fhir/metadata lists what is served",
-                )
-            })
+            .fallback(|| async { unknown_interaction() })
             .with_state(self.clone())
+    }
+
+    /// The routes under `/fhir`, with `rest` answering every path outside `/fhir` (the portal,
+    /// under `dehr agent`). An unknown path under `/fhir` still gets an OperationOutcome: a FHIR
+    /// client must never receive an HTML page.
+    pub fn router_beside(self: &Arc<Self>, rest: Router) -> Router {
+        self.router().fallback(move |request: Request| async move {
+            let path = request.uri().path();
+            if path == "/fhir" || path.starts_with("/fhir/") {
+                return unknown_interaction();
+            }
+            match tower::ServiceExt::oneshot(rest, request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        })
     }
 
     /// The search parameters that apply to `kind`: the common ones and those whose elements

@@ -137,8 +137,8 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     println!("http://{addr}/fhir token={token}");
     eprintln!("The portal: http://{addr}/");
     std::io::stdout().flush().ok();
-    // Whatever the FHIR API does not route, the portal answers.
-    let app = api.router().fallback_service(portal.router());
+    // Whatever lies outside /fhir, the portal answers.
+    let app = api.router_beside(portal.router());
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;

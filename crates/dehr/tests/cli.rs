@@ -503,10 +503,22 @@ fn import_writes_valid_resources_and_reports_refusals() {
             .await
             .unwrap()
     });
+    // An unknown FHIR path still gets an OperationOutcome, not a portal page.
+    let (unknown_status, unknown) = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let reply = reqwest::Client::new()
+            .get(format!("{base}/Patient/p1/not-an-interaction/x"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        (reply.status().as_u16(), reply.text().await.unwrap())
+    });
     let _ = agent.kill();
     let _ = agent.wait();
     assert!(body.contains("\"birthDate\":\"1980-02-29\""), "{body}");
     assert!(portal.contains("Unlock your vault"), "{portal}");
+    assert_eq!(unknown_status, 404);
+    assert!(unknown.contains("OperationOutcome"), "{unknown}");
     let _ = node.kill();
     let _ = node.wait();
 }
