@@ -8,7 +8,7 @@
 //! and the newest configuration of each protocol.
 //!
 //! Only the tenant, or a grantee with a Messages grant, may use these messages. Differences from
-//! dwn-sdk-js 0.5.2 (see ARCHITECTURE.md):
+//! dwn-sdk-js 0.5.2 (see docs/differences-from-reference.md):
 //! * a protocol-scoped grantee must name that protocol in every filter; with no filters the
 //!   reference hands out the whole log;
 //! * MessagesRead checks authorization before looking the message up, so a stranger cannot
