@@ -152,6 +152,16 @@ pub fn to_ipld<T: Serialize + ?Sized>(value: &T) -> Result<Ipld, CidError> {
 /// The canonical dag-cbor bytes of `value`, as `@ipld/dag-cbor` 9.0.3 would encode the
 /// equivalent JavaScript object.
 pub fn to_dag_cbor<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CidError> {
+    match crate::dag_cbor::to_vec(value) {
+        Ok(bytes) => Ok(bytes),
+        Err(crate::dag_cbor::Unsupported::NonFinite(f)) => Err(CidError::NonFiniteNumber(f)),
+        // A shape the direct encoder leaves to the general path (see `dag_cbor`).
+        Err(_) => general_dag_cbor(value),
+    }
+}
+
+/// [`to_dag_cbor`] through an `Ipld` tree: the reference behaviour the fast path must match.
+fn general_dag_cbor<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CidError> {
     ipld_to_dag_cbor(&to_ipld(value)?)
 }
 
@@ -168,9 +178,7 @@ pub fn compute_cid<T: Serialize + ?Sized>(value: &T) -> Result<String, CidError>
 
 /// The CID of a JSON value; the same as [`compute_cid`], without the serde round trip.
 pub fn compute_json_cid(value: &Value) -> Result<String, CidError> {
-    Ok(cid_from_dag_cbor_bytes(&ipld_to_dag_cbor(&json_to_ipld(
-        value,
-    )?)?))
+    compute_cid(value)
 }
 
 /// The CID of bytes that already are dag-cbor.
@@ -341,6 +349,107 @@ mod tests {
         assert_eq!(
             compute_cid(&value).unwrap(),
             "bafyreieegr4bwmw2ag5q5aodhdapkoiahgp27n54jeh3fseprmovkmsivy"
+        );
+    }
+
+    /// Random JSON: strings of varied lengths around the 23/24-byte head boundary, numbers
+    /// of every kind the reference meets (safe and unsafe integers, fractions, huge doubles).
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let number = prop_oneof![
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (-1e25f64..1e25).prop_map(Value::from),
+            (-1_000_000i64..1_000_000).prop_map(|i| Value::from(i as f64)),
+            Just(Value::from(9_007_199_254_740_992u64)),
+            Just(Value::from(-0.0f64)),
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            number,
+            "[a-zA-Z0-9é_ -]{0,40}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-z]{0,30}", inner, 0..8)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// The direct encoder writes exactly the bytes of the `Ipld` round trip.
+        #[test]
+        fn direct_encoder_matches_the_general_path(value in json_value()) {
+            let direct = crate::dag_cbor::to_vec(&value).unwrap();
+            proptest::prop_assert_eq!(hex(&direct), hex(&general_dag_cbor(&value).unwrap()));
+            proptest::prop_assert_eq!(
+                hex(&direct),
+                hex(&ipld_to_dag_cbor(&json_to_ipld(&value).unwrap()).unwrap())
+            );
+        }
+    }
+
+    #[test]
+    fn direct_encoder_matches_on_typed_values() {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        enum Interface {
+            Records,
+        }
+        #[derive(Serialize)]
+        struct Typed<'a> {
+            interface: Interface,
+            unit: (),
+            absent: Option<u8>,
+            present: Option<&'a str>,
+            small: i8,
+            big: u128,
+            negative: i128,
+            ratio: f32,
+            whole: f64,
+            pair: (u16, &'a str),
+            #[serde(with = "serde_bytes_like")]
+            bytes: &'a [u8],
+            nested: std::collections::HashMap<&'a str, Vec<u32>>,
+        }
+        mod serde_bytes_like {
+            pub fn serialize<S: serde::Serializer>(b: &&[u8], s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(b)
+            }
+        }
+        let value = Typed {
+            interface: Interface::Records,
+            unit: (),
+            absent: None,
+            present: Some("x"),
+            small: -7,
+            big: u128::from(u64::MAX),
+            negative: -(1 << 60),
+            ratio: 0.5,
+            whole: 3.0,
+            pair: (300, "y"),
+            bytes: b"\x00\x01",
+            nested: [("bb", vec![1, 70_000]), ("a", vec![])]
+                .into_iter()
+                .collect(),
+        };
+        assert_eq!(
+            hex(&crate::dag_cbor::to_vec(&value).unwrap()),
+            hex(&general_dag_cbor(&value).unwrap())
+        );
+        // Variants with data take the general path.
+        #[derive(Serialize)]
+        enum WithData {
+            A(u8),
+        }
+        assert!(crate::dag_cbor::to_vec(&WithData::A(1)).is_err());
+        assert_eq!(
+            to_dag_cbor(&WithData::A(1)).unwrap(),
+            general_dag_cbor(&WithData::A(1)).unwrap()
         );
     }
 

@@ -16,6 +16,7 @@
 pub mod chain;
 pub mod cid;
 pub mod crypto;
+mod dag_cbor;
 pub mod did;
 pub mod encoding;
 pub mod jwk;

@@ -6,9 +6,9 @@
 //! it is, and commits serialized behind a mutex top out at ~1–2k per second whatever the
 //! concurrency. The thread instead takes every commit that queued up while it was busy and
 //! applies them in one transaction, each inside its own `SAVEPOINT` so a failing commit rolls
-//! back alone: shared pages (the event log's tail, the tags table, hot index leaves) are then
-//! written once per group, and with `synchronous=FULL` there is one fsync per group instead of
-//! one per commit. A lone commit skips the savepoint. A commit is acknowledged only after the
+//! back alone (the group is first tried without savepoints, see [`apply_group`]): shared pages
+//! (the event log's tail, the tags table, hot index leaves) are then written once per group,
+//! and with `synchronous=FULL` there is one fsync per group instead of one per commit. A lone commit skips the savepoint. A commit is acknowledged only after the
 //! group's `COMMIT` returned, so the durability contract is unchanged; if that final `COMMIT`
 //! fails, every commit of the group fails, and none of them is applied.
 //!
@@ -195,7 +195,7 @@ fn apply_group(
     conn: &mut Connection,
     group: &[CommitJob],
 ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if let [job] = group {
         // Alone: the transaction is the commit's savepoint.
         return match apply_commit(&tx, &job.tenant, &job.commit) {
@@ -207,6 +207,19 @@ fn apply_group(
             Err(e) => Ok(vec![Err(e)]),
         };
     }
+    // Optimistically, all commits in one transaction without savepoints: a savepoint copies
+    // every page before its first change in it (the sub-journal), which cost ~9% of this
+    // thread's time. Commits arrive validated, so one failing is rare; then the transaction is
+    // rolled back and the group applied again with a savepoint per commit, to fail it alone.
+    if group
+        .iter()
+        .all(|job| apply_commit(&tx, &job.tenant, &job.commit).is_ok())
+    {
+        tx.commit()?;
+        return Ok(group.iter().map(|_| Ok(())).collect());
+    }
+    tx.rollback()?;
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(group.len());
     for job in group {
         let savepoint = tx.savepoint()?;
