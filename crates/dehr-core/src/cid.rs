@@ -26,6 +26,8 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::dag_cbor::{JsNumber, js_double, js_integer};
+
 pub use crate::unixfs::{CHUNK_SIZE, DataCid, DataCidBuilder, MAX_CHILDREN_PER_NODE};
 
 /// Multicodec of dag-cbor blocks (messages and descriptors).
@@ -36,10 +38,6 @@ pub const RAW: u64 = 0x55;
 pub const DAG_PB: u64 = 0x70;
 /// Multihash code of sha2-256, the only hash the reference accepts.
 pub const SHA2_256: u64 = 0x12;
-
-/// The largest integer JavaScript represents exactly (`Number.MAX_SAFE_INTEGER`); `cborg`
-/// writes integers only up to this magnitude.
-const MAX_SAFE_INTEGER: i128 = (1 << 53) - 1;
 
 /// Why a value has no CID.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -65,27 +63,23 @@ pub(crate) fn cid_of(codec: u64, bytes: &[u8]) -> Cid {
     Cid::new_v1(codec, hash)
 }
 
-/// A number as JavaScript's `cborg` would write it, from its double value.
-fn js_number_from_f64(f: f64) -> Result<Ipld, CidError> {
-    if !f.is_finite() {
-        return Err(CidError::NonFiniteNumber(f));
-    }
-    // `f` is integral and |f| <= 2^53 - 1, so the cast is exact (and maps -0.0 to 0).
-    if f.fract() == 0.0 && f.abs() <= MAX_SAFE_INTEGER as f64 {
-        Ok(Ipld::Integer(f as i128))
-    } else {
-        Ok(Ipld::Float(f))
+fn ipld_number(n: JsNumber) -> Ipld {
+    match n {
+        JsNumber::Integer(i) => Ipld::Integer(i),
+        JsNumber::Float(f) => Ipld::Float(f),
     }
 }
 
-/// An integer as JavaScript would hold it: exact when safe, else the nearest double (Rust's
-/// int-to-float cast rounds to nearest, ties to even, like `JSON.parse`).
+/// A number as JavaScript's `cborg` would write it, from its double value.
+fn js_number_from_f64(f: f64) -> Result<Ipld, CidError> {
+    js_double(f)
+        .map(ipld_number)
+        .ok_or(CidError::NonFiniteNumber(f))
+}
+
+/// An integer as JavaScript would hold it.
 fn js_number_from_integer(i: i128) -> Ipld {
-    if (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&i) {
-        Ipld::Integer(i)
-    } else {
-        Ipld::Float(i as f64)
-    }
+    ipld_number(js_integer(i))
 }
 
 /// Rewrites every number of an IPLD tree with JavaScript semantics (see the module docs).
@@ -176,7 +170,7 @@ pub fn compute_cid<T: Serialize + ?Sized>(value: &T) -> Result<String, CidError>
     Ok(cid_from_dag_cbor_bytes(&to_dag_cbor(value)?))
 }
 
-/// The CID of a JSON value; the same as [`compute_cid`], without the serde round trip.
+/// The CID of a JSON value; the same as [`compute_cid`].
 pub fn compute_json_cid(value: &Value) -> Result<String, CidError> {
     compute_cid(value)
 }
@@ -447,6 +441,9 @@ mod tests {
             A(u8),
         }
         assert!(crate::dag_cbor::to_vec(&WithData::A(1)).is_err());
+        // So do maps with keys that are not text, which dag-cbor cannot carry.
+        let numeric_keys: std::collections::BTreeMap<u8, bool> = [(1, true)].into();
+        assert!(crate::dag_cbor::to_vec(&numeric_keys).is_err());
         assert_eq!(
             to_dag_cbor(&WithData::A(1)).unwrap(),
             general_dag_cbor(&WithData::A(1)).unwrap()

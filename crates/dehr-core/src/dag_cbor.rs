@@ -11,13 +11,45 @@
 //! values): definite lengths, the shortest integer heads, every float as float64, map keys in
 //! dag-cbor's canonical order (shorter first, then bytewise), numbers as JavaScript's `cborg`
 //! writes them (see the `cid` module). What it does not know how to encode the way
-//! `serde_ipld_dagcbor` does (enum variants carrying data, non-string map keys) is reported as
+//! `serde_ipld_dagcbor` does (enum variants carrying data, non-text map keys) is reported as
 //! [`Unsupported`], and the caller takes the general path.
 
 use serde::ser::{self, Serialize};
 
-/// The largest integer JavaScript represents exactly (`Number.MAX_SAFE_INTEGER`).
+/// The largest integer JavaScript represents exactly (`Number.MAX_SAFE_INTEGER`); `cborg`
+/// writes integers only up to this magnitude.
 const MAX_SAFE_INTEGER: i128 = (1 << 53) - 1;
+
+/// A number as JavaScript's `cborg` writes it: a CBOR integer or a float64.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum JsNumber {
+    Integer(i128),
+    Float(f64),
+}
+
+/// An integer as JavaScript holds it: exact when safe, else the nearest double (Rust's
+/// int-to-float cast rounds to nearest, ties to even, like `JSON.parse`).
+pub(crate) fn js_integer(i: i128) -> JsNumber {
+    if (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&i) {
+        JsNumber::Integer(i)
+    } else {
+        JsNumber::Float(i as f64)
+    }
+}
+
+/// A double as JavaScript's `cborg` writes it: an integer when integral and safe (so `1.0`
+/// and `-0` are the integers 1 and 0), else float64; `None` for NaN and the infinities.
+pub(crate) fn js_double(f: f64) -> Option<JsNumber> {
+    if !f.is_finite() {
+        return None;
+    }
+    // `f` is integral and |f| <= 2^53 - 1, so the cast is exact (and maps -0.0 to 0).
+    Some(if f.fract() == 0.0 && f.abs() <= MAX_SAFE_INTEGER as f64 {
+        JsNumber::Integer(f as i128)
+    } else {
+        JsNumber::Float(f)
+    })
+}
 
 /// Why the fast path declined a value.
 #[derive(Debug)]
@@ -73,34 +105,23 @@ fn head(out: &mut Vec<u8>, major: u8, n: u64) {
     }
 }
 
-fn float(out: &mut Vec<u8>, f: f64) {
-    out.push(0xfb);
-    out.extend_from_slice(&f.to_be_bytes());
-}
-
-/// An integer as JavaScript holds it: exact when safe, else the nearest double.
-fn integer(out: &mut Vec<u8>, i: i128) {
-    if (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&i) {
-        if i >= 0 {
-            head(out, 0, i as u64);
-        } else {
-            head(out, 1, (-1 - i) as u64);
+fn js_number(out: &mut Vec<u8>, n: JsNumber) {
+    match n {
+        JsNumber::Integer(i) if i >= 0 => head(out, 0, i as u64),
+        JsNumber::Integer(i) => head(out, 1, (-1 - i) as u64),
+        JsNumber::Float(f) => {
+            out.push(0xfb);
+            out.extend_from_slice(&f.to_be_bytes());
         }
-    } else {
-        float(out, i as f64);
     }
 }
 
-/// A double as `cborg` writes it: an integer when integral and safe, else float64.
+fn integer(out: &mut Vec<u8>, i: i128) {
+    js_number(out, js_integer(i));
+}
+
 fn number(out: &mut Vec<u8>, f: f64) -> Result<(), Unsupported> {
-    if !f.is_finite() {
-        return Err(Unsupported::NonFinite(f));
-    }
-    if f.fract() == 0.0 && f.abs() <= MAX_SAFE_INTEGER as f64 {
-        integer(out, f as i128);
-    } else {
-        float(out, f);
-    }
+    js_number(out, js_double(f).ok_or(Unsupported::NonFinite(f))?);
     Ok(())
 }
 
@@ -155,9 +176,13 @@ impl<'a> Map<'a> {
         }
     }
 
+    /// dag-cbor allows only text keys: a key that encodes as anything else is declined.
     fn key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Unsupported> {
         let start = self.buf.len();
-        key.serialize(KeyEncoder { out: &mut self.buf })?;
+        key.serialize(Encoder { out: &mut self.buf })?;
+        if self.buf[start] >> 5 != 3 {
+            return Err(Unsupported::Shape);
+        }
         self.pending_key = Some((start, self.buf.len()));
         Ok(())
     }
@@ -357,41 +382,28 @@ impl<'a> ser::Serializer for Encoder<'a> {
     }
 }
 
-impl ser::SerializeSeq for List<'_> {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unsupported> {
-        self.item(value)
-    }
-    fn end(self) -> Result<(), Unsupported> {
-        self.finish();
-        Ok(())
-    }
+/// Sequences, tuples and tuple structs are all CBOR arrays.
+macro_rules! list_impl {
+    ($($trait:ident :: $method:ident),*) => {$(
+        impl ser::$trait for List<'_> {
+            type Ok = ();
+            type Error = Unsupported;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unsupported> {
+                self.item(value)
+            }
+            fn end(self) -> Result<(), Unsupported> {
+                self.finish();
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for List<'_> {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unsupported> {
-        self.item(value)
-    }
-    fn end(self) -> Result<(), Unsupported> {
-        self.finish();
-        Ok(())
-    }
-}
-
-impl ser::SerializeTupleStruct for List<'_> {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unsupported> {
-        self.item(value)
-    }
-    fn end(self) -> Result<(), Unsupported> {
-        self.finish();
-        Ok(())
-    }
-}
+list_impl!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field
+);
 
 impl ser::SerializeMap for Map<'_> {
     type Ok = ();
@@ -421,112 +433,5 @@ impl ser::SerializeStruct for Map<'_> {
     fn end(self) -> Result<(), Unsupported> {
         self.finish();
         Ok(())
-    }
-}
-
-/// Map keys: dag-cbor allows only strings.
-struct KeyEncoder<'a> {
-    out: &'a mut Vec<u8>,
-}
-
-macro_rules! not_a_string_key {
-    ($($method:ident($($arg:ty),*)),* $(,)?) => {
-        $(fn $method(self, $(_: $arg),*) -> Result<(), Unsupported> { Err(Unsupported::Shape) })*
-    };
-}
-
-impl ser::Serializer for KeyEncoder<'_> {
-    type Ok = ();
-    type Error = Unsupported;
-    type SerializeSeq = ser::Impossible<(), Unsupported>;
-    type SerializeTuple = ser::Impossible<(), Unsupported>;
-    type SerializeTupleStruct = ser::Impossible<(), Unsupported>;
-    type SerializeTupleVariant = ser::Impossible<(), Unsupported>;
-    type SerializeMap = ser::Impossible<(), Unsupported>;
-    type SerializeStruct = ser::Impossible<(), Unsupported>;
-    type SerializeStructVariant = ser::Impossible<(), Unsupported>;
-
-    fn serialize_str(self, v: &str) -> Result<(), Unsupported> {
-        text(self.out, v);
-        Ok(())
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<(), Unsupported> {
-        value.serialize(self)
-    }
-    not_a_string_key!(
-        serialize_bool(bool),
-        serialize_i8(i8),
-        serialize_i16(i16),
-        serialize_i32(i32),
-        serialize_i64(i64),
-        serialize_u8(u8),
-        serialize_u16(u16),
-        serialize_u32(u32),
-        serialize_u64(u64),
-        serialize_f32(f32),
-        serialize_f64(f64),
-        serialize_char(char),
-        serialize_bytes(&[u8]),
-        serialize_none(),
-        serialize_unit(),
-        serialize_unit_struct(&'static str),
-        serialize_unit_variant(&'static str, u32, &'static str),
-    );
-    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<(), Unsupported> {
-        Err(Unsupported::Shape)
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<(), Unsupported> {
-        Err(Unsupported::Shape)
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Unsupported> {
-        Err(Unsupported::Shape)
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Unsupported> {
-        Err(Unsupported::Shape)
-    }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct, Unsupported> {
-        Err(Unsupported::Shape)
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, Unsupported> {
-        Err(Unsupported::Shape)
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Unsupported> {
-        Err(Unsupported::Shape)
-    }
-    fn serialize_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStruct, Unsupported> {
-        Err(Unsupported::Shape)
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, Unsupported> {
-        Err(Unsupported::Shape)
     }
 }

@@ -158,7 +158,13 @@ impl SqliteStore {
         data::remove_stale_partials(&data_dir)?;
         let db_path = dir.join(DATABASE_FILE);
         let mut conn = Connection::open(&db_path)?;
-        configure(&conn, &options)?;
+        configure(
+            &conn,
+            &SqliteOptions {
+                cache_size_kib: options.cache_size_kib.min(WRITER_CACHE_KIB),
+                ..options.clone()
+            },
+        )?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Database(format!(
@@ -166,10 +172,6 @@ impl SqliteStore {
             )));
         }
         configure_writing(&conn, &options)?;
-        conn.execute_batch(&format!(
-            "PRAGMA cache_size = -{}",
-            options.cache_size_kib.min(WRITER_CACHE_KIB)
-        ))?;
         schema::migrate(&mut conn)?;
         // Checkpoints run on their own connection (see the `checkpoint` module).
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
