@@ -84,6 +84,7 @@ pub async fn run_all<S: Store + ?Sized>(store: &S) -> CheckResult {
         put_get_delete,
         replace_keeps_event,
         commit_is_atomic,
+        only_if_new_record,
         tenant_isolation,
         equal_filters,
         one_of_filters,
@@ -584,6 +585,82 @@ pub async fn commit_is_atomic<S: Store + ?Sized>(store: &S) -> CheckResult {
             .collect::<Vec<_>>(),
         vec!["bafy-a-keep", "bafy-a-keep"]
     );
+    Ok(())
+}
+
+/// [`Commit::only_if_new_record`]: a commit for a record that has messages fails whole with
+/// [`StoreError::RecordExists`]; other records, other tenants and a record whose messages were
+/// deleted are new. Commits sent together (which a store may apply in one transaction) fail
+/// alone.
+pub async fn only_if_new_record<S: Store + ?Sized>(store: &S) -> CheckResult {
+    let tenant = "did:example:new-record";
+    let first_of = |cid: &str, record: &str| Commit {
+        put: vec![message(
+            cid,
+            vec![("recordId", s(record)), ("messageTimestamp", s("1"))],
+        )],
+        append_events: vec![cid.to_owned()],
+        only_if_new_record: Some(record.to_owned()),
+        ..Commit::default()
+    };
+    store.commit(tenant, first_of("bafy-n-1", "rec-1")).await?;
+    let events_before = store.events_query(tenant, &[], None, None).await?;
+    match store.commit(tenant, first_of("bafy-n-2", "rec-1")).await {
+        Err(StoreError::RecordExists(record)) if record == "rec-1" => {}
+        other => {
+            return Err(Failure(format!(
+                "a second first write of rec-1: expected RecordExists, got {other:?}"
+            )));
+        }
+    }
+    ensure_eq!(
+        store.get(tenant, "bafy-n-2").await?,
+        None,
+        "a refused put was stored"
+    );
+    ensure_eq!(
+        store.events_query(tenant, &[], None, None).await?,
+        events_before,
+        "a refused commit changed the events"
+    );
+    store.commit(tenant, first_of("bafy-n-3", "rec-2")).await?;
+    store
+        .commit(
+            "did:example:new-record-other",
+            first_of("bafy-n-1", "rec-1"),
+        )
+        .await?;
+    delete(store, tenant, &["bafy-n-1"]).await?;
+    store.commit(tenant, first_of("bafy-n-4", "rec-1")).await?;
+
+    // Together: ten new records and five that exist (rec-1, rec-2), interleaved.
+    let commits = (0..15).map(|i| {
+        let (cid, record) = if i % 3 == 2 {
+            (format!("bafy-n-again-{i}"), format!("rec-{}", 1 + i % 2))
+        } else {
+            (format!("bafy-n-new-{i}"), format!("rec-new-{i}"))
+        };
+        async move {
+            (
+                cid.clone(),
+                store.commit(tenant, first_of(&cid, &record)).await,
+            )
+        }
+    });
+    for (cid, result) in futures_util::future::join_all(commits).await {
+        let stored = store.get(tenant, &cid).await?.is_some();
+        if cid.starts_with("bafy-n-again") {
+            ensure!(
+                matches!(result, Err(StoreError::RecordExists(_))) && !stored,
+                "{cid} of an existing record: {result:?}, stored: {stored}"
+            );
+        } else {
+            ensure!(
+                result.is_ok() && stored,
+                "{cid}: {result:?}, stored: {stored}"
+            );
+        }
+    }
     Ok(())
 }
 

@@ -351,6 +351,11 @@ pub struct Commit {
     pub append_events: Vec<String>,
     /// Data to remove once the messages are gone.
     pub delete_data: Vec<DataKey>,
+    /// A precondition: when set, the commit applies only if the tenant stores no message of
+    /// this record yet (checked atomically with the commit); otherwise it fails with
+    /// [`StoreError::RecordExists`] and changes nothing. A record's first write uses it instead
+    /// of reading the record beforehand: the store checks where its pages are already warm.
+    pub only_if_new_record: Option<String>,
 }
 
 /// One event-log entry: the per-tenant watermark grows with every append.
@@ -442,6 +447,9 @@ pub enum StoreError {
     /// A commit that is inconsistent in itself (an event for a message that is not stored).
     #[error("invalid commit: {0}")]
     InvalidCommit(String),
+    /// The precondition [`Commit::only_if_new_record`] failed: the record has messages.
+    #[error("record {0} already has stored messages")]
+    RecordExists(String),
 }
 
 /// The storage of a multi-tenant DWN. See the crate documentation.

@@ -135,6 +135,15 @@ impl Store for MemoryStore {
         let deleted: HashSet<&str> = commit.delete.iter().map(String::as_str).collect();
         let put: HashSet<&str> = commit.put.iter().map(|m| m.message_cid.as_str()).collect();
         let existing = inner.tenants.get(tenant);
+        if let Some(record_id) = &commit.only_if_new_record
+            && existing.is_some_and(|t| {
+                t.messages.values().any(|m| {
+                    matches!(m.indexes.get("recordId"), Some(IndexValue::Str(id)) if id == record_id)
+                })
+            })
+        {
+            return Err(StoreError::RecordExists(record_id.clone()));
+        }
         for cid in &commit.append_events {
             let stored = put.contains(cid.as_str())
                 || existing.is_some_and(|t| t.messages.contains_key(cid));

@@ -52,6 +52,12 @@ pub fn engine() -> Dwn {
     )
 }
 
+/// An engine over `store` (the SQLite store, say), resolving DIDs as [`engine`] does.
+pub fn engine_over(store: Arc<dyn dehr_store::Store>) -> Dwn {
+    let resolver = dehr_did::UniversalResolver::new(dehr_did::ResolverConfig::default());
+    Dwn::new(store, Arc::new(resolver), DwnConfig::default())
+}
+
 pub fn json<T: Serialize>(message: &T) -> Value {
     serde_json::to_value(message).expect("message serializes")
 }

@@ -115,6 +115,45 @@ async fn newest_write_wins_and_older_or_duplicate_writes_conflict() {
     );
 }
 
+/// A record's first write commits on the condition that the record is new, without reading it
+/// first; when the record exists after all, the write is decided as any other. Over both
+/// stores, since each checks the condition itself.
+#[tokio::test]
+async fn a_first_write_of_an_existing_record_is_decided_against_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite: std::sync::Arc<dyn dehr_store::Store> =
+        std::sync::Arc::new(dehr_store::sqlite::SqliteStore::open(dir.path()).unwrap());
+    for dwn in [engine(), crate::engine_over(sqlite)] {
+        let alice = Actor::new();
+        let first = builders::records_write(note(b"v1", 1), &alice.signer).unwrap();
+        let send =
+            |bytes: &'static [u8]| dwn.process_message(&alice.did, json(&first), data(bytes));
+        assert_eq!(code(&send(b"v1").await), 202);
+        let v2 = dehr_core::cid::data_cid(b"v2");
+        let update =
+            builders::records_write_update(&first, v2, 2, Some(ts(5)), &alice.signer).unwrap();
+        let reply = dwn
+            .process_message(&alice.did, json(&update), data(b"v2"))
+            .await;
+        assert_eq!(code(&reply), 202);
+
+        // Older than the stored update: a conflict, also when its data is wrong (the reference
+        // reports the conflict first).
+        assert_eq!(code(&send(b"v1").await), 409);
+        assert_eq!(code(&send(b"xx").await), 409);
+
+        let read =
+            builders::records_read(by_record(&first.record_id), Some(&alice.signer)).unwrap();
+        let mut reply = dwn.process_message(&alice.did, json(&read), None).await;
+        assert_eq!(read_data(&mut reply).await, b"v2");
+        let query =
+            builders::records_query(by_record(&first.record_id), None, None, Some(&alice.signer))
+                .unwrap();
+        let reply = dwn.process_message(&alice.did, json(&query), None).await;
+        assert_eq!(reply.to_json()["entries"].as_array().map(Vec::len), Some(1));
+    }
+}
+
 #[tokio::test]
 async fn an_update_without_data_keeps_the_previous_data() {
     let (dwn, alice) = (engine(), Actor::new());

@@ -7,20 +7,15 @@
 
 use std::sync::Arc;
 
+use dehr_dwn::Dwn;
 use dehr_dwn::builders::{self, WriteOptions};
-use dehr_dwn::{Dwn, DwnConfig};
 use dehr_store::Store;
 use dehr_store::sqlite::SqliteStore;
 use serde_json::{Value, json};
 
-use crate::{Actor, code, data, json};
+use crate::{Actor, code, data, engine_over, json};
 
 const PROTOCOL: &str = "https://example.org/tasks-test/folders";
-
-fn engine_over(store: Arc<dyn Store>) -> Dwn {
-    let resolver = dehr_did::UniversalResolver::new(dehr_did::ResolverConfig::default());
-    Dwn::new(store, Arc::new(resolver), DwnConfig::default())
-}
 
 async fn write(dwn: &Dwn, owner: &Actor, path: &str, parent: Option<&Value>) -> Value {
     let body = b"{}";

@@ -264,6 +264,13 @@ fn text(s: &str) -> ToSqlOutput<'_> {
 /// Applies one commit inside the caller's transaction or savepoint, in the order [`Commit`]
 /// documents. An error leaves the caller to roll back.
 fn apply_commit(conn: &Connection, tenant: &str, commit: &Commit) -> Result<(), StoreError> {
+    if let Some(record_id) = &commit.only_if_new_record {
+        let mut record_exists = conn
+            .prepare_cached("SELECT 1 FROM messages WHERE tenant = ? AND record_id = ? LIMIT 1")?;
+        if record_exists.exists(params![tenant, record_id])? {
+            return Err(StoreError::RecordExists(record_id.clone()));
+        }
+    }
     let mut upsert = conn.prepare_cached(&UPSERT)?;
     let mut clear_tags =
         conn.prepare_cached("DELETE FROM message_tags WHERE tenant = ? AND message_cid = ?")?;
