@@ -233,8 +233,15 @@ fn configure_writing(conn: &Connection, options: &SqliteOptions) -> Result<(), S
         Synchronous::Normal => "NORMAL",
         Synchronous::Full => "FULL",
     };
+    // After a restart, SQLite truncates a WAL larger than `journal_size_limit`. Under sustained
+    // writes the WAL passes the checkpointer's restart threshold by tens of megabytes before it
+    // restarts (it measured 70–90 MB at ~6k writes/s); with a 64 MiB limit it was truncated at
+    // every restart and grown again, which costs the writer block allocation and zeroing in
+    // the file system. 256 MiB lets it wrap around in place; an idle store's WAL is removed
+    // when the store closes.
     conn.execute_batch(&format!(
-        "PRAGMA synchronous = {synchronous}; PRAGMA journal_size_limit = 67108864;"
+        "PRAGMA synchronous = {synchronous}; PRAGMA journal_size_limit = {};",
+        256 * 1024 * 1024
     ))?;
     Ok(())
 }

@@ -145,6 +145,7 @@ fn run(mut conn: Connection, jobs: Receiver<Job>, checkpoint: Wake) {
                 Err(_) => return,
             },
         };
+        checkpoint.pause_for_restart();
         match job {
             Job::Run(task) => task(&mut conn),
             Job::Commit(first) => {

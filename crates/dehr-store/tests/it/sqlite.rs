@@ -606,6 +606,65 @@ async fn group_commit_keeps_each_commit_atomic() {
     assert!(events.iter().all(|e| e.message_cid != "bafy-not-stored"));
 }
 
+/// Under writes that never pause, the WAL is still restarted and stays bounded: the
+/// checkpointer's `RESTART` gets the write lock because the writer pauses for it. (Without the
+/// pause it waited out its busy timeout again and again while the WAL grew.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_wal_stays_bounded_under_sustained_writes() {
+    const WRITERS: usize = 16;
+    const COMMITS_EACH: usize = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let wal = dir.path().join(format!("{DATABASE_FILE}-wal"));
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    // ~25 KB per commit in overflow pages, 400 MB in all: more than ten times the restart
+    // threshold (32 MiB). The WAL peaked at ~90 MB here, and at 1.3 GB without the pause.
+    let body = "x".repeat(25_000);
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (wal, done) = (wal.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut largest = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            largest
+        })
+    };
+    let mut handles = Vec::new();
+    for w in 0..WRITERS {
+        let (store, body) = (Arc::clone(&store), body.clone());
+        handles.push(tokio::spawn(async move {
+            for c in 0..COMMITS_EACH {
+                let mut m = record(w * COMMITS_EACH + c, "p");
+                m.encoded_data = Some(body.clone());
+                let append_events = vec![m.message_cid.clone()];
+                store
+                    .commit(
+                        ALICE,
+                        Commit {
+                            put: vec![m],
+                            append_events,
+                            ..Commit::default()
+                        },
+                    )
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let largest = watcher.join().unwrap();
+    let written = (WRITERS * COMMITS_EACH * body.len()) as u64;
+    assert!(
+        largest < 160 << 20,
+        "the WAL reached {largest} bytes for ~{written} bytes of records"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Crash safety: a child process commits in a loop and reports each acknowledged commit; the
 // parent kills it with SIGKILL and checks that every acknowledged commit is in the database.
