@@ -224,6 +224,18 @@ impl<'a> Map<'a> {
     }
 }
 
+/// The serializer methods of the integer types that always fit CBOR's 64-bit integers.
+macro_rules! integers {
+    ($($method:ident: $ty:ty),* $(,)?) => {
+        $(
+            fn $method(self, v: $ty) -> Result<(), Unsupported> {
+                integer(self.out, i128::from(v));
+                Ok(())
+            }
+        )*
+    };
+}
+
 impl<'a> ser::Serializer for Encoder<'a> {
     type Ok = ();
     type Error = Unsupported;
@@ -239,44 +251,22 @@ impl<'a> ser::Serializer for Encoder<'a> {
         self.out.push(if v { 0xf5 } else { 0xf4 });
         Ok(())
     }
-    fn serialize_i8(self, v: i8) -> Result<(), Unsupported> {
-        integer(self.out, i128::from(v));
-        Ok(())
-    }
-    fn serialize_i16(self, v: i16) -> Result<(), Unsupported> {
-        integer(self.out, i128::from(v));
-        Ok(())
-    }
-    fn serialize_i32(self, v: i32) -> Result<(), Unsupported> {
-        integer(self.out, i128::from(v));
-        Ok(())
-    }
-    fn serialize_i64(self, v: i64) -> Result<(), Unsupported> {
-        integer(self.out, i128::from(v));
-        Ok(())
-    }
+    integers!(
+        serialize_i8: i8,
+        serialize_i16: i16,
+        serialize_i32: i32,
+        serialize_i64: i64,
+        serialize_u8: u8,
+        serialize_u16: u16,
+        serialize_u32: u32,
+        serialize_u64: u64,
+    );
     fn serialize_i128(self, v: i128) -> Result<(), Unsupported> {
         // Beyond 64 bits the general path's CBOR integers do not apply; leave it to it.
         if i64::try_from(v).is_err() && u64::try_from(v).is_err() {
             return Err(Unsupported::Shape);
         }
         integer(self.out, v);
-        Ok(())
-    }
-    fn serialize_u8(self, v: u8) -> Result<(), Unsupported> {
-        integer(self.out, i128::from(v));
-        Ok(())
-    }
-    fn serialize_u16(self, v: u16) -> Result<(), Unsupported> {
-        integer(self.out, i128::from(v));
-        Ok(())
-    }
-    fn serialize_u32(self, v: u32) -> Result<(), Unsupported> {
-        integer(self.out, i128::from(v));
-        Ok(())
-    }
-    fn serialize_u64(self, v: u64) -> Result<(), Unsupported> {
-        integer(self.out, i128::from(v));
         Ok(())
     }
     fn serialize_u128(self, v: u128) -> Result<(), Unsupported> {

@@ -619,7 +619,7 @@ impl Dwn {
         &self,
         tenant: &str,
         raw: Value,
-        data: Option<DataStream>,
+        mut data: Option<DataStream>,
     ) -> Result<Reply, DwnError> {
         let write = RecordsWrite::parse(raw)?;
         let d = &write.message.descriptor;
@@ -658,7 +658,6 @@ impl Dwn {
         // because every commit empties the readers' page caches. Permission records take the
         // usual path: their checks read other records anyway.
         let mut received = None;
-        let mut data = data;
         if write.is_initial_write()
             && d.data_size <= MAX_ENCODED_DATA_SIZE
             && !is_permission_record

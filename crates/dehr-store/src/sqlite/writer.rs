@@ -5,11 +5,11 @@
 //! checkpoint), so on this hardware a transaction costs a few hundred microseconds however small
 //! it is, and commits serialized behind a mutex top out at ~1–2k per second whatever the
 //! concurrency. The thread instead takes every commit that queued up while it was busy and
-//! applies them in one transaction, each inside its own `SAVEPOINT` so a failing commit rolls
-//! back alone (the group is first tried without savepoints, see [`apply_group`]): shared pages
-//! (the event log's tail, the tags table, hot index leaves) are then written once per group,
-//! and with `synchronous=FULL` there is one fsync per group instead of one per commit. A lone commit skips the savepoint. A commit is acknowledged only after the
-//! group's `COMMIT` returned, so the durability contract is unchanged; if that final `COMMIT`
+//! applies them in one transaction; if one of them fails, the group is applied again with a
+//! `SAVEPOINT` per commit, so that it fails alone (see [`apply_group`]). Shared pages (the event
+//! log's tail, the tags table, hot index leaves) are then written once per group, and with
+//! `synchronous=FULL` there is one fsync per group instead of one per commit. A commit is
+//! acknowledged only after the group's `COMMIT` returned, so the durability contract is unchanged; if that final `COMMIT`
 //! fails, every commit of the group fails, and none of them is applied.
 //!
 //! Measured on the development VM (2 shared cores, ~240 MB/s disk): grouping halved the WAL

@@ -638,18 +638,7 @@ async fn the_wal_stays_bounded_under_sustained_writes() {
             for c in 0..COMMITS_EACH {
                 let mut m = record(w * COMMITS_EACH + c, "p");
                 m.encoded_data = Some(body.clone());
-                let append_events = vec![m.message_cid.clone()];
-                store
-                    .commit(
-                        ALICE,
-                        Commit {
-                            put: vec![m],
-                            append_events,
-                            ..Commit::default()
-                        },
-                    )
-                    .await
-                    .unwrap();
+                put(store.as_ref(), ALICE, vec![m]).await;
             }
         }));
     }
