@@ -347,7 +347,8 @@ pub struct Commit {
     /// Message CIDs to remove; their event-log entries are removed too.
     pub delete: Vec<String>,
     /// Message CIDs to append to the event log, in order. Each must be stored once the commit
-    /// has been applied (put now or earlier).
+    /// has been applied (put now or earlier). A message has one event at most: appending a CID
+    /// that has one moves it to the end of the log.
     pub append_events: Vec<String>,
     /// Data to remove once the messages are gone.
     pub delete_data: Vec<DataKey>,

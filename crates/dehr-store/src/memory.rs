@@ -7,8 +7,8 @@
 //! lock would only add overhead. Nothing survives the process; use it in tests.
 //!
 //! Watermarks come from one counter shared by all tenants and task ids from another, both
-//! starting at 1, exactly as the SQLite backend's `AUTOINCREMENT` keys do, so that both backends
-//! return identical values for identical histories.
+//! starting at 1, exactly as the SQLite backend's event counter and `AUTOINCREMENT` task ids do,
+//! so that both backends return identical values for identical histories.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -31,6 +31,8 @@ struct Tenant {
     messages: BTreeMap<String, StoredMessage>,
     /// watermark → message CID.
     events: BTreeMap<u64, String>,
+    /// message CID → its watermark: a message has one event at most.
+    event_of: HashMap<String, u64>,
     access_log: Vec<AccessLogEntry>,
     /// peer → replication cursor.
     replication: HashMap<String, ReplicationCursor>,
@@ -174,12 +176,17 @@ impl Store for MemoryStore {
             for cid in &commit.delete {
                 state.messages.remove(cid);
             }
-            state
-                .events
-                .retain(|_, cid| !deleted.contains(cid.as_str()));
+            for cid in &commit.delete {
+                if let Some(watermark) = state.event_of.remove(cid) {
+                    state.events.remove(&watermark);
+                }
+            }
         }
         for cid in commit.append_events {
             *last_watermark += 1;
+            if let Some(earlier) = state.event_of.insert(cid.clone(), *last_watermark) {
+                state.events.remove(&earlier);
+            }
             state.events.insert(*last_watermark, cid);
         }
         for key in commit.delete_data {

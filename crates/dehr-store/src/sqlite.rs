@@ -41,8 +41,13 @@
 //!
 //! # Tenants
 //!
-//! Every statement that reads or writes messages, events, data or tasks has `tenant = ?`; the
-//! one exception is [`Store::task_grab`], which by contract spans tenants.
+//! Every statement that reads or writes messages, events, data or tasks names the tenant; the
+//! one exception is [`Store::task_grab`], which by contract spans tenants. The message tables
+//! name it by a small integer id from the `tenants` table (see the `schema` module for why), the
+//! others by its DID. Ids are created by the writer thread in a transaction of their own before
+//! a tenant's first commit, and cached only once that transaction committed: an id from a
+//! rolled-back insert could be handed to another tenant later. A reader that finds no id knows
+//! the tenant has no messages.
 
 mod checkpoint;
 mod codec;
@@ -52,8 +57,9 @@ mod schema;
 mod wal_batch;
 mod writer;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -114,6 +120,9 @@ impl Default for SqliteOptions {
 /// operating system's cache.
 const WRITER_CACHE_KIB: u32 = 2 * 1024;
 
+/// Tenant ids cached at most; past it the cache starts over (a lookup is one index seek).
+const TENANT_ID_CACHE: usize = 100_000;
+
 /// Prepared statements kept per connection: query shapes vary with the filter's keys and the
 /// number of `OneOf` values, so more than rusqlite's default of 16.
 const STATEMENT_CACHE: usize = 256;
@@ -142,6 +151,8 @@ pub(crate) struct Shared {
     db_path: PathBuf,
     data_dir: PathBuf,
     options: SqliteOptions,
+    /// Committed tenant ids by DID; see "Tenants" in the module documentation.
+    tenant_ids: RwLock<HashMap<String, i64>>,
     // Drop order matters (fields drop in declaration order): readers first, because the last
     // connection to close checkpoints and removes the WAL, which a read-only one cannot; then
     // the writer, which finishes queued work and whose exit closes the checkpointer's wake-up
@@ -199,6 +210,7 @@ impl SqliteStore {
                 db_path,
                 data_dir,
                 options,
+                tenant_ids: RwLock::new(HashMap::new()),
                 readers: Mutex::new(Vec::new()),
                 writer: writer::Writer::start(conn, wake)?,
                 _checkpointer: checkpointer,
@@ -221,10 +233,13 @@ impl SqliteStore {
         limit: Option<usize>,
     ) -> Result<Vec<String>, StoreError> {
         validate_query(filters, Some(sort))?;
-        let Some((sql, _)) = query::message_query(tenant, filters, sort, None, limit)? else {
-            return Ok(Vec::new());
-        };
         self.shared.with_reader(|conn| {
+            // An unknown tenant gets the plan of tenant id 0, which no tenant has.
+            let tenant_id = self.shared.tenant_id(conn, tenant)?.unwrap_or(0);
+            let Some((sql, _)) = query::message_query(tenant_id, filters, sort, None, limit)?
+            else {
+                return Ok(Vec::new());
+            };
             let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))?;
             let rows = stmt.query_map(rusqlite::params_from_iter(sql.params.iter()), |row| {
                 row.get::<_, String>(3)
@@ -277,6 +292,57 @@ impl Shared {
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         self.writer.run(f).await
+    }
+
+    fn cached_tenant_id(&self, tenant: &str) -> Option<i64> {
+        // A poisoned lock only means a panic while the map was being updated; a map entry is
+        // inserted whole, so the map is still right.
+        let ids = self.tenant_ids.read().unwrap_or_else(|e| e.into_inner());
+        ids.get(tenant).copied()
+    }
+
+    fn cache_tenant_id(&self, tenant: &str, id: i64) {
+        let mut ids = self.tenant_ids.write().unwrap_or_else(|e| e.into_inner());
+        if ids.len() >= TENANT_ID_CACHE {
+            ids.clear();
+        }
+        ids.insert(tenant.to_owned(), id);
+    }
+
+    /// The id of `tenant` as seen by `conn`, or `None` if it has never stored a message.
+    fn tenant_id(&self, conn: &Connection, tenant: &str) -> Result<Option<i64>, StoreError> {
+        if let Some(id) = self.cached_tenant_id(tenant) {
+            return Ok(Some(id));
+        }
+        let id: Option<i64> = conn
+            .prepare_cached("SELECT id FROM tenants WHERE did = ?")?
+            .query_row(params![tenant], |row| row.get(0))
+            .optional()?;
+        if let Some(id) = id {
+            self.cache_tenant_id(tenant, id);
+        }
+        Ok(id)
+    }
+
+    /// The id of `tenant`, created (in a transaction of its own) if it has none yet.
+    async fn tenant_id_for_write(&self, tenant: &str) -> Result<i64, StoreError> {
+        if let Some(id) = self.cached_tenant_id(tenant) {
+            return Ok(id);
+        }
+        let did = tenant.to_owned();
+        let id = self
+            .with_writer(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO tenants (did) VALUES (?) ON CONFLICT (did) DO NOTHING",
+                )?
+                .execute(params![did])?;
+                Ok(conn
+                    .prepare_cached("SELECT id FROM tenants WHERE did = ?")?
+                    .query_row(params![did], |row| row.get(0))?)
+            })
+            .await?;
+        self.cache_tenant_id(tenant, id);
+        Ok(id)
     }
 
     /// Runs `f` on a pooled read-only connection.
@@ -356,6 +422,10 @@ impl Store for SqliteStore {
             .iter()
             .map(|key| data::data_path(&self.shared.data_dir, tenant, key))
             .collect();
+        let tenant = writer::TenantKey {
+            id: self.shared.tenant_id_for_write(tenant).await?,
+            did: tenant.to_owned(),
+        };
         self.shared.writer.commit(tenant, commit, files).await
     }
 
@@ -365,10 +435,13 @@ impl Store for SqliteStore {
         message_cid: &str,
     ) -> Result<Option<StoredMessage>, StoreError> {
         self.shared.with_reader(|conn| {
+            let Some(tenant_id) = self.shared.tenant_id(conn, tenant)? else {
+                return Ok(None);
+            };
             let mut stmt = conn.prepare_cached(
-                "SELECT message_cid, message, encoded_data, indexes FROM messages WHERE tenant = ? AND message_cid = ?",
+                "SELECT message_cid, message, encoded_data, indexes FROM messages WHERE tenant_id = ? AND message_cid = ?",
             )?;
-            let mut rows = stmt.query(params![tenant, message_cid])?;
+            let mut rows = stmt.query(params![tenant_id, message_cid])?;
             match rows.next()? {
                 Some(row) => Ok(Some(read_message(row)?)),
                 None => Ok(None),
@@ -384,17 +457,20 @@ impl Store for SqliteStore {
         pagination: &Pagination,
     ) -> Result<QueryResult, StoreError> {
         validate_query(filters, Some(sort))?;
-        let Some((sql, column)) = query::message_query(
-            tenant,
-            filters,
-            sort,
-            pagination.cursor.as_ref(),
-            pagination.limit,
-        )?
-        else {
-            return Ok(QueryResult::default());
-        };
         let mut rows: Vec<(StoredMessage, IndexValue)> = self.shared.with_reader(|conn| {
+            let Some(tenant_id) = self.shared.tenant_id(conn, tenant)? else {
+                return Ok(Vec::new());
+            };
+            let Some((sql, column)) = query::message_query(
+                tenant_id,
+                filters,
+                sort,
+                pagination.cursor.as_ref(),
+                pagination.limit,
+            )?
+            else {
+                return Ok(Vec::new());
+            };
             let mut stmt = conn.prepare_cached(&sql.text)?;
             let mut rows = stmt.query(rusqlite::params_from_iter(sql.params.iter()))?;
             let mut out = Vec::new();
@@ -442,8 +518,11 @@ impl Store for SqliteStore {
         limit: Option<usize>,
     ) -> Result<Vec<Event>, StoreError> {
         validate_query(filters, None)?;
-        let sql = query::event_query(tenant, filters, after, limit)?;
         self.shared.with_reader(|conn| {
+            let Some(tenant_id) = self.shared.tenant_id(conn, tenant)? else {
+                return Ok(Vec::new());
+            };
+            let sql = query::event_query(tenant_id, filters, after, limit)?;
             let mut stmt = conn.prepare_cached(&sql.text)?;
             let rows = stmt.query_map(rusqlite::params_from_iter(sql.params.iter()), |row| {
                 Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
@@ -521,8 +600,11 @@ impl Store for SqliteStore {
 
     async fn tenants(&self) -> Result<Vec<String>, StoreError> {
         self.shared.with_reader(|conn| {
-            let mut stmt =
-                conn.prepare_cached("SELECT DISTINCT tenant FROM events ORDER BY tenant")?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT t.did FROM tenants t WHERE EXISTS \
+                 (SELECT 1 FROM messages m WHERE m.tenant_id = t.id AND m.watermark IS NOT NULL) \
+                 ORDER BY t.did",
+            )?;
             let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
             rows.collect::<Result<Vec<_>, _>>()
                 .map_err(StoreError::from)

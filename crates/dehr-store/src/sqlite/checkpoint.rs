@@ -16,8 +16,9 @@
 //! write lock, which the writer thread, committing group after group, almost never leaves free:
 //! SQLite's busy handler retried for its whole timeout (5 s, with no checkpoint meanwhile), and
 //! the WAL grew to 236 MB in a 20,000-write benchmark and to 1.3 GB in the test
-//! `the_wal_stays_bounded_under_sustained_writes` (~90 MB now). So the checkpointer first asks the
-//! writer to pause before its next transaction ([`Wake::pause_for_restart`]). A WAL that wraps
+//! `the_wal_stays_bounded_under_sustained_writes` (100–155 MB now, with [`HURRY`]). So the
+//! checkpointer first asks the writer to pause before its next transaction
+//! ([`Wake::pause_for_restart`]). A WAL that wraps
 //! around in place also spares the writer the file system's cost of growing a file (frames
 //! written past its end make the kernel allocate and zero blocks): in profiles of 20,000
 //! writes, the writer thread's samples fell by ~10%.
@@ -40,6 +41,17 @@ use crate::StoreError;
 /// log's tail) are written once per checkpoint: with 10 ms the checkpointer took 270 ms of CPU
 /// in an import of 3,574 records, with 100 ms 160 ms (`dehr bench --import`, BENCHMARKS.md).
 const SETTLE: Duration = Duration::from_millis(100);
+
+/// The wait instead of [`SETTLE`] while the WAL is filling fast: a round found more than
+/// [`HURRY_FRAMES`] in it. Under sustained writes the WAL grew by ~80 MB during one `SETTLE`
+/// (the test `the_wal_stays_bounded_under_sustained_writes` writes ~25 KB per commit), so the
+/// restart came long after the WAL passed [`RESTART_FRAMES`]; rounds this close together keep
+/// each `PASSIVE` short and the restart near the threshold.
+const HURRY: Duration = Duration::from_millis(10);
+
+/// WAL size (in frames) from which the next round waits only [`HURRY`] (as it does after a
+/// restart, when the WAL has just started afresh).
+const HURRY_FRAMES: i64 = RESTART_FRAMES / 8;
 
 /// WAL size (in 4 KiB frames, so 32 MiB) beyond which a blocking `RESTART` checkpoint bounds it.
 /// Well below `journal_size_limit` (see `configure_writing`), so that the file is not truncated
@@ -130,10 +142,11 @@ impl Drop for Checkpointer {
 }
 
 fn run(conn: &Connection, woken: &Receiver<()>, restart: &RestartGate) {
+    let mut settle = SETTLE;
     while woken.recv().is_ok() {
         // Wake-ups during the wait are absorbed; a closing store (every Wake gone) ends the
         // wait at once, so dropping the store does not wait out SETTLE.
-        let deadline = Instant::now() + SETTLE;
+        let deadline = Instant::now() + settle;
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             if woken.recv_timeout(left).is_err() {
                 break;
@@ -142,8 +155,9 @@ fn run(conn: &Connection, woken: &Receiver<()>, restart: &RestartGate) {
         let frames = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
             row.get::<_, i64>(1)
         });
-        match frames {
-            Ok(frames) if frames > RESTART_FRAMES => {
+        let restarted = match &frames {
+            Ok(frames) if *frames > RESTART_FRAMES => {
+                let frames = *frames;
                 restart.set_closed(true);
                 let busy = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| {
                     row.get::<_, i64>(0)
@@ -155,10 +169,19 @@ fn run(conn: &Connection, woken: &Receiver<()>, restart: &RestartGate) {
                     Ok(_) => tracing::debug!(frames, "WAL restart checkpoint was kept waiting"),
                     Err(e) => tracing::warn!(error = %e, frames, "WAL restart checkpoint failed"),
                 }
+                true
             }
-            Ok(_) => {}
+            Ok(_) => false,
             // The next wake-up retries; a persistent failure shows as a growing WAL.
-            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
-        }
+            Err(e) => {
+                tracing::warn!(error = %e, "WAL checkpoint failed");
+                false
+            }
+        };
+        settle = match frames {
+            _ if restarted => HURRY,
+            Ok(frames) if frames > HURRY_FRAMES => HURRY,
+            _ => SETTLE,
+        };
     }
 }

@@ -285,7 +285,7 @@ fn push_conditions<'a>(
             }
             IndexKey::Tag(tag) => {
                 sql.push(
-                    "EXISTS (SELECT 1 FROM message_tags t WHERE t.tenant = m.tenant AND t.message_cid = m.message_cid AND t.tag = ",
+                    "EXISTS (SELECT 1 FROM message_tags t WHERE t.tenant_id = m.tenant_id AND t.message_cid = m.message_cid AND t.tag = ",
                 );
                 sql.bind(SqlValue::Text(tag.to_owned()));
                 sql.push(" AND ");
@@ -377,7 +377,7 @@ pub(crate) fn push_filters(sql: &mut Sql, filters: &[Filter]) -> Result<(), Stor
 /// Returns `None` when the cursor's value has another kind than the sort column, so nothing can
 /// follow it (as in the memory store, where such values never compare).
 pub(crate) fn message_query(
-    tenant: &str,
+    tenant_id: i64,
     filters: &[Filter],
     sort: &Sort,
     cursor: Option<&Cursor>,
@@ -392,9 +392,9 @@ pub(crate) fn message_query(
     let col = &column.sql;
     let mut sql = Sql::default();
     sql.push(&format!(
-        "SELECT m.message_cid, m.message, m.encoded_data, m.indexes, m.{col} FROM messages m WHERE m.tenant = "
+        "SELECT m.message_cid, m.message, m.encoded_data, m.indexes, m.{col} FROM messages m WHERE m.tenant_id = "
     ));
-    sql.bind(SqlValue::Text(tenant.to_owned()));
+    sql.bind(SqlValue::Integer(tenant_id));
     // Messages without the sort property are not returned; saying so also lets SQLite use the
     // partial sort indexes. When an identifier narrows the query, the unary `+` (SQLite's way
     // to keep a term from driving an index) rules the sort indexes out: walking every message
@@ -427,28 +427,29 @@ pub(crate) fn message_query(
     Ok(Some((sql, column)))
 }
 
-/// The event query: rows `(watermark, message_cid)`.
+/// The event query: rows `(watermark, message_cid)`. The event log is the messages that have a
+/// watermark, in watermark order (see the `schema` module).
 pub(crate) fn event_query(
-    tenant: &str,
+    tenant_id: i64,
     filters: &[Filter],
     after: Option<u64>,
     limit: Option<usize>,
 ) -> Result<Sql, StoreError> {
     let mut sql = Sql::default();
-    sql.push("SELECT e.watermark, e.message_cid FROM events e");
-    if !filters.is_empty() {
-        // Every event's message is stored (commits check it), so the join drops nothing when
-        // there is no filter, and is skipped then.
-        sql.push(" JOIN messages m ON m.tenant = e.tenant AND m.message_cid = e.message_cid");
-    }
-    sql.push(" WHERE e.tenant = ");
-    sql.bind(SqlValue::Text(tenant.to_owned()));
+    // The watermark order drives the query whatever the filters, as a replica polls from its
+    // cursor: without the hint SQLite could pick a filter's index and sort every match.
+    sql.push(
+        "SELECT m.watermark, m.message_cid FROM messages m INDEXED BY messages_watermark \
+         WHERE m.tenant_id = ",
+    );
+    sql.bind(SqlValue::Integer(tenant_id));
+    sql.push(" AND m.watermark IS NOT NULL");
     if let Some(after) = after {
-        sql.push(" AND e.watermark > ");
+        sql.push(" AND m.watermark > ");
         sql.bind(SqlValue::Integer(i64::try_from(after).unwrap_or(i64::MAX)));
     }
     push_filters(&mut sql, filters)?;
-    sql.push(" ORDER BY e.watermark");
+    sql.push(" ORDER BY m.watermark");
     if let Some(limit) = limit {
         sql.push(" LIMIT ");
         sql.bind(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));

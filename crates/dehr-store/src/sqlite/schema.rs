@@ -80,8 +80,7 @@ pub(crate) fn column(name: &str) -> Option<&'static Column> {
 /// * `messages_created`, `messages_timestamp`, `messages_published`: one per sort property, so an
 ///   unselective filter walks the sort order and stops after one page instead of sorting every
 ///   match;
-/// * `events_tenant`: the event log in watermark order; `events_message`: removing a message's
-///   events.
+/// * `messages_watermark`: the event log, in watermark order.
 ///
 /// Each sort index ends in `message_cid`, the tie-break, so no sort step remains. Indexes on
 /// optional properties are partial (`WHERE x IS NOT NULL`): messages without the property cost
@@ -90,6 +89,19 @@ pub(crate) fn column(name: &str) -> Option<&'static Column> {
 /// Every index a message enters costs a page write per commit (the main cost of a commit), so
 /// the list is what the hot queries need and no more: tags, authors and recipients are checked
 /// row by row after one of the indexes above narrowed the search.
+///
+/// # Why tenant ids and a watermark column
+///
+/// Version 4 made two changes for the same reason, the WAL frames a write costs (counted in
+/// BENCHMARKS.md, run 7: 12.0 frames per message before, 7.7 after, in a model of the bench's
+/// writes). The tenant is a small integer (`tenants.id`) in `messages` and `message_tags`
+/// instead of its DID: a did:jwk is ~115 bytes, and it led every entry of every index, so leaves
+/// held half as many entries and split twice as often. And the event log is the `watermark`
+/// column of the message row rather than a table of its own: the table and its by-message index
+/// were two more B-trees per write, one of them keyed at random. A message has at most one
+/// event, which its deletion removes with it; `event_counter` hands out watermarks, so one is
+/// never reused after the newest event was deleted. The tables that are not on the write path
+/// (data, tasks, the access log, replication cursors) keep the DID.
 pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE messages (
@@ -194,6 +206,97 @@ CREATE TABLE replication_cursors (
     PRIMARY KEY (tenant, peer)
 ) WITHOUT ROWID;
 "#,
+    // Tenants become small integers in the message tables, and the event log becomes a column
+    // of the message row; see "Why tenant ids and a watermark column" above.
+    r#"
+CREATE TABLE tenants (
+    id   INTEGER PRIMARY KEY,
+    did  TEXT NOT NULL UNIQUE
+);
+INSERT INTO tenants (did) SELECT DISTINCT tenant FROM messages ORDER BY tenant;
+
+-- The last watermark handed out: never reused, even when the newest event is deleted.
+CREATE TABLE event_counter (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    last  INTEGER NOT NULL
+);
+INSERT INTO event_counter (id, last)
+    VALUES (1, COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0));
+
+CREATE TABLE messages_v4 (
+    tenant_id             INTEGER NOT NULL,
+    message_cid           TEXT NOT NULL,
+    message               BLOB NOT NULL,
+    encoded_data          TEXT,
+    indexes               BLOB NOT NULL,
+    interface             TEXT,
+    method                TEXT,
+    record_id             TEXT,
+    entry_id              TEXT,
+    context_id            TEXT,
+    parent_id             TEXT,
+    protocol              TEXT,
+    protocol_path         TEXT,
+    schema                TEXT,
+    data_format           TEXT,
+    data_cid              TEXT,
+    data_size             REAL,
+    author                TEXT,
+    recipient             TEXT,
+    attester              TEXT,
+    published             INTEGER,
+    is_latest_base_state  INTEGER,
+    date_created          TEXT,
+    date_published        TEXT,
+    date_updated          TEXT,
+    message_timestamp     TEXT,
+    permission_grant_id   TEXT,
+    prune                 INTEGER,
+    -- The message's place in the tenant's event log; NULL for a message with no event.
+    watermark             INTEGER,
+    PRIMARY KEY (tenant_id, message_cid)
+);
+INSERT INTO messages_v4
+    SELECT t.id,
+        m.message_cid, m.message, m.encoded_data, m.indexes, m.interface, m.method, m.record_id,
+        m.entry_id, m.context_id, m.parent_id, m.protocol, m.protocol_path, m.schema,
+        m.data_format, m.data_cid, m.data_size, m.author, m.recipient, m.attester, m.published,
+        m.is_latest_base_state, m.date_created, m.date_published, m.date_updated,
+        m.message_timestamp, m.permission_grant_id, m.prune,
+        (SELECT max(e.watermark) FROM events e WHERE e.tenant = m.tenant AND e.message_cid = m.message_cid)
+    FROM messages m JOIN tenants t ON t.did = m.tenant
+    ORDER BY m.rowid;
+DROP TABLE messages;
+ALTER TABLE messages_v4 RENAME TO messages;
+CREATE INDEX messages_record ON messages (tenant_id, record_id, message_timestamp) WHERE record_id IS NOT NULL;
+CREATE INDEX messages_protocol ON messages (tenant_id, protocol, interface, date_created, message_cid) WHERE protocol IS NOT NULL;
+CREATE INDEX messages_protocol_path ON messages (tenant_id, protocol, interface, protocol_path, date_created, message_cid) WHERE protocol IS NOT NULL;
+CREATE INDEX messages_configure ON messages (tenant_id, protocol, message_timestamp, message_cid) WHERE interface = 'Protocols';
+CREATE INDEX messages_schema ON messages (tenant_id, schema, date_created, message_cid) WHERE schema IS NOT NULL;
+CREATE INDEX messages_parent ON messages (tenant_id, parent_id, date_created, message_cid) WHERE parent_id IS NOT NULL;
+CREATE INDEX messages_context ON messages (tenant_id, context_id) WHERE context_id IS NOT NULL;
+CREATE INDEX messages_created ON messages (tenant_id, date_created, message_cid) WHERE date_created IS NOT NULL;
+CREATE INDEX messages_timestamp ON messages (tenant_id, message_timestamp, message_cid) WHERE message_timestamp IS NOT NULL;
+CREATE INDEX messages_published ON messages (tenant_id, date_published, message_cid) WHERE date_published IS NOT NULL;
+CREATE INDEX messages_watermark ON messages (tenant_id, watermark) WHERE watermark IS NOT NULL;
+DROP TABLE events;
+
+CREATE TABLE message_tags_v4 (
+    tenant_id    INTEGER NOT NULL,
+    message_cid  TEXT NOT NULL,
+    tag          TEXT NOT NULL,
+    item         INTEGER NOT NULL,
+    value_str    TEXT,
+    value_num    REAL,
+    value_bool   INTEGER,
+    PRIMARY KEY (tenant_id, message_cid, tag, item)
+) WITHOUT ROWID;
+INSERT INTO message_tags_v4
+    SELECT t.id, g.message_cid, g.tag, g.item, g.value_str, g.value_num, g.value_bool
+    FROM message_tags g JOIN tenants t ON t.did = g.tenant;
+DROP TABLE message_tags;
+ALTER TABLE message_tags_v4 RENAME TO message_tags;
+"#,
 ];
 
 /// Brings the database to the newest schema version.
@@ -230,5 +333,172 @@ fn check_columns(conn: &Connection) -> Result<(), StoreError> {
             missing.sql
         ))),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::{Connection, params};
+
+    use super::MIGRATIONS;
+    use crate::sqlite::{DATABASE_FILE, SqliteStore, codec};
+    use crate::{Commit, Direction, Filter, IndexValue, Indexes, Pagination, Sort, Store};
+
+    fn indexes(record: &str, tag: &str) -> Indexes {
+        [
+            ("interface", IndexValue::Str("Records".into())),
+            ("recordId", IndexValue::Str(record.into())),
+            (
+                "dateCreated",
+                IndexValue::Str(format!("2026-12-06T00:00:0{record}.000000Z")),
+            ),
+            ("tag.kind", IndexValue::Str(tag.into())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// A version-1 database (before the access log and replication) is migrated when opened.
+    #[tokio::test]
+    async fn version_1_databases_are_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let alice = "did:example:alice";
+        store.access_log_append(alice, b"x".to_vec()).await.unwrap();
+        store
+            .set_replication_cursor(alice, "http://peer", &Default::default())
+            .await
+            .unwrap();
+        drop(store);
+        let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version as usize, MIGRATIONS.len());
+    }
+
+    /// A version-3 database (tenant DIDs in every table, the event log a table of its own) is
+    /// migrated with its messages, tags, events and watermark sequence intact.
+    #[tokio::test]
+    async fn version_3_databases_are_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+            let tx = conn.transaction().unwrap();
+            for sql in &MIGRATIONS[..3] {
+                tx.execute_batch(sql).unwrap();
+            }
+            tx.pragma_update(None, "user_version", 3).unwrap();
+            let rows = [
+                ("did:example:alice", "cid-a1", "1", "x"),
+                ("did:example:alice", "cid-a2", "2", "y"),
+                ("did:example:bob", "cid-b1", "3", "x"),
+                // Stored without an event (as a re-indexed initial write may be).
+                ("did:example:bob", "cid-b2", "4", "x"),
+            ];
+            for (tenant, cid, record, tag) in rows {
+                let indexes = indexes(record, tag);
+                tx.execute(
+                    "INSERT INTO messages (tenant, message_cid, message, indexes, interface, record_id, date_created) \
+                     VALUES (?, ?, ?, ?, 'Records', ?, ?)",
+                    params![
+                        tenant,
+                        cid,
+                        cid.as_bytes(),
+                        codec::encode(&indexes),
+                        record,
+                        format!("2026-12-06T00:00:0{record}.000000Z")
+                    ],
+                )
+                .unwrap();
+                tx.execute(
+                    "INSERT INTO message_tags (tenant, message_cid, tag, item, value_str) VALUES (?, ?, 'kind', 0, ?)",
+                    params![tenant, cid, tag],
+                )
+                .unwrap();
+            }
+            // Watermarks 1..=4, then the newest event (4) deleted: 5 is the next one.
+            for (tenant, cid) in [
+                ("did:example:alice", "cid-a1"),
+                ("did:example:bob", "cid-b1"),
+                ("did:example:alice", "cid-a2"),
+                ("did:example:alice", "cid-gone"),
+            ] {
+                tx.execute(
+                    "INSERT INTO events (tenant, message_cid) VALUES (?, ?)",
+                    params![tenant, cid],
+                )
+                .unwrap();
+            }
+            tx.execute("DELETE FROM events WHERE message_cid = 'cid-gone'", [])
+                .unwrap();
+            tx.commit().unwrap();
+        }
+
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let alice = "did:example:alice";
+        let events = store.events_query(alice, &[], None, None).await.unwrap();
+        let events: Vec<(u64, &str)> = events
+            .iter()
+            .map(|e| (e.watermark, e.message_cid.as_str()))
+            .collect();
+        assert_eq!(events, vec![(1, "cid-a1"), (3, "cid-a2")]);
+        let bob = store
+            .events_query("did:example:bob", &[], None, None)
+            .await
+            .unwrap();
+        assert_eq!(bob.len(), 1, "{bob:?}");
+        assert_eq!(
+            store.tenants().await.unwrap(),
+            vec!["did:example:alice".to_owned(), "did:example:bob".to_owned()]
+        );
+
+        let stored = store.get(alice, "cid-a2").await.unwrap().unwrap();
+        assert_eq!(stored.indexes, indexes("2", "y"));
+        assert!(store.get(alice, "cid-b1").await.unwrap().is_none());
+        let by_tag = store
+            .query(
+                "did:example:bob",
+                &[Filter::new().eq("tag.kind", IndexValue::Str("x".into()))],
+                &Sort {
+                    property: "dateCreated".into(),
+                    direction: Direction::Ascending,
+                },
+                &Pagination::default(),
+            )
+            .await
+            .unwrap();
+        let cids: Vec<&str> = by_tag
+            .messages
+            .iter()
+            .map(|m| m.message_cid.as_str())
+            .collect();
+        assert_eq!(cids, vec!["cid-b1", "cid-b2"]);
+
+        store
+            .commit(
+                alice,
+                Commit {
+                    put: vec![crate::NewMessage {
+                        message_cid: "cid-a3".into(),
+                        message: b"a3".to_vec(),
+                        encoded_data: None,
+                        indexes: indexes("5", "z"),
+                    }],
+                    append_events: vec!["cid-a3".into()],
+                    ..Commit::default()
+                },
+            )
+            .await
+            .unwrap();
+        let newest = store.events_query(alice, &[], Some(3), None).await.unwrap();
+        assert_eq!(newest.len(), 1);
+        assert_eq!(newest[0].watermark, 5, "watermark 4 was handed out before");
     }
 }

@@ -210,23 +210,8 @@ async fn reopen_finds_everything() {
 async fn schema_version_is_recorded_and_checked() {
     let dir = tempfile::tempdir().unwrap();
     drop(SqliteStore::open(dir.path()).unwrap());
-    let conn = rusqlite_version(dir.path());
-    assert_eq!(conn, 3);
-    // A version-1 database (before the access log and replication) is migrated when opened.
-    {
-        let conn = rusqlite::Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
-        conn.execute_batch("DROP TABLE access_log; DROP TABLE replication_cursors")
-            .unwrap();
-    }
-    set_version(dir.path(), 1);
-    let store = SqliteStore::open(dir.path()).unwrap();
-    store.access_log_append(ALICE, b"x".to_vec()).await.unwrap();
-    store
-        .set_replication_cursor(ALICE, "http://peer", &Default::default())
-        .await
-        .unwrap();
-    drop(store);
-    assert_eq!(rusqlite_version(dir.path()), 3);
+    assert_eq!(rusqlite_version(dir.path()), 4);
+    // Migrations from older versions are tested in the schema module, which has them.
     // A database from a newer build is refused rather than misread.
     set_version(dir.path(), 99);
     let err = SqliteStore::open(dir.path()).unwrap_err();
@@ -617,7 +602,7 @@ async fn the_wal_stays_bounded_under_sustained_writes() {
     let wal = dir.path().join(format!("{DATABASE_FILE}-wal"));
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
     // ~25 KB per commit in overflow pages, 400 MB in all: more than ten times the restart
-    // threshold (32 MiB). The WAL peaked at ~90 MB here, and at 1.3 GB without the pause.
+    // threshold (32 MiB). The WAL reached 1.3 GB without the pause.
     let body = "x".repeat(25_000);
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watcher = {
@@ -648,8 +633,10 @@ async fn the_wal_stays_bounded_under_sustained_writes() {
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let largest = watcher.join().unwrap();
     let written = (WRITERS * COMMITS_EACH * body.len()) as u64;
+    // Below `journal_size_limit` (256 MiB), so that the WAL wraps around in place rather than
+    // being truncated at each restart and grown again. It peaked at 100–155 MB here.
     assert!(
-        largest < 160 << 20,
+        largest < 256 << 20,
         "the WAL reached {largest} bytes for ~{written} bytes of records"
     );
 }
