@@ -176,6 +176,21 @@ async fn delete<S: Store + ?Sized>(store: &S, tenant: &str, cids: &[&str]) -> Ch
     Ok(())
 }
 
+/// Appends events for messages stored earlier, in one commit.
+async fn append<S: Store + ?Sized>(store: &S, tenant: &str, cids: &[&str]) -> CheckResult {
+    let append_events = cids.iter().map(|c| (*c).to_owned()).collect();
+    store
+        .commit(
+            tenant,
+            Commit {
+                append_events,
+                ..Commit::default()
+            },
+        )
+        .await?;
+    Ok(())
+}
+
 fn asc(property: &str) -> Sort {
     Sort::ascending(property)
 }
@@ -1616,15 +1631,7 @@ pub async fn events<S: Store + ?Sized>(store: &S) -> CheckResult {
             },
         )
         .await?;
-    store
-        .commit(
-            tenant,
-            Commit {
-                append_events: vec!["ev-4".into()],
-                ..Commit::default()
-            },
-        )
-        .await?;
+    append(store, tenant, &["ev-4"]).await?;
 
     let all = store.events_query(tenant, &[], None, None).await?;
     let order: Vec<&str> = all.iter().map(|e| e.message_cid.as_str()).collect();
@@ -1722,15 +1729,7 @@ pub async fn events<S: Store + ?Sized>(store: &S) -> CheckResult {
 
     // A message has one event at most: appending it again moves it to the end of the log.
     let ev5 = latest.first().map(|e| e.watermark).unwrap_or(0);
-    store
-        .commit(
-            tenant,
-            Commit {
-                append_events: vec!["ev-1".into()],
-                ..Commit::default()
-            },
-        )
-        .await?;
+    append(store, tenant, &["ev-1"]).await?;
     let order: Vec<String> = store
         .events_query(tenant, &[], None, None)
         .await?

@@ -172,14 +172,10 @@ impl Store for MemoryStore {
             };
             state.messages.insert(m.message_cid, stored);
         }
-        if !deleted.is_empty() {
-            for cid in &commit.delete {
-                state.messages.remove(cid);
-            }
-            for cid in &commit.delete {
-                if let Some(watermark) = state.event_of.remove(cid) {
-                    state.events.remove(&watermark);
-                }
+        for cid in &commit.delete {
+            state.messages.remove(cid);
+            if let Some(watermark) = state.event_of.remove(cid) {
+                state.events.remove(&watermark);
             }
         }
         for cid in commit.append_events {

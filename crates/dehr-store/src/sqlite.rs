@@ -279,6 +279,14 @@ fn configure(conn: &Connection, options: &SqliteOptions) -> Result<(), StoreErro
     Ok(())
 }
 
+/// The id of `tenant` in the `tenants` table, if it has one.
+fn stored_tenant_id(conn: &Connection, tenant: &str) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM tenants WHERE did = ?")?
+        .query_row(params![tenant], |row| row.get(0))
+        .optional()?)
+}
+
 fn lock_poisoned() -> StoreError {
     // Only the reader pool is locked, and only to push or pop a connection: a poisoned lock
     // means a panic in that tiny section, which cannot leave data inconsistent.
@@ -314,10 +322,7 @@ impl Shared {
         if let Some(id) = self.cached_tenant_id(tenant) {
             return Ok(Some(id));
         }
-        let id: Option<i64> = conn
-            .prepare_cached("SELECT id FROM tenants WHERE did = ?")?
-            .query_row(params![tenant], |row| row.get(0))
-            .optional()?;
+        let id = stored_tenant_id(conn, tenant)?;
         if let Some(id) = id {
             self.cache_tenant_id(tenant, id);
         }
@@ -336,9 +341,9 @@ impl Shared {
                     "INSERT INTO tenants (did) VALUES (?) ON CONFLICT (did) DO NOTHING",
                 )?
                 .execute(params![did])?;
-                Ok(conn
-                    .prepare_cached("SELECT id FROM tenants WHERE did = ?")?
-                    .query_row(params![did], |row| row.get(0))?)
+                stored_tenant_id(conn, &did)?.ok_or_else(|| {
+                    StoreError::Database(format!("tenant {did} has no id after its insert"))
+                })
             })
             .await?;
         self.cache_tenant_id(tenant, id);

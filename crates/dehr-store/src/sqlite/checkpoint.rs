@@ -178,10 +178,10 @@ fn run(conn: &Connection, woken: &Receiver<()>, restart: &RestartGate) {
                 false
             }
         };
-        settle = match frames {
-            _ if restarted => HURRY,
-            Ok(frames) if frames > HURRY_FRAMES => HURRY,
-            _ => SETTLE,
+        settle = if restarted || frames.is_ok_and(|frames| frames > HURRY_FRAMES) {
+            HURRY
+        } else {
+            SETTLE
         };
     }
 }
