@@ -30,9 +30,9 @@
 //!
 //! # Concurrency
 //!
-//! All writes go through one writer thread that owns the only writing connection and applies
-//! the commits that queued up meanwhile as one transaction (group commit; see the `writer`
-//! module for why and for the measurements behind it). Reads run on a small pool of read-only
+//! All writes go through the only writing connection, which applies the commits that queued up
+//! meanwhile as one transaction (group commit), led by whichever caller found nobody applying
+//! a group; see the `writer` module for why and for the measurements behind it. Reads run on a small pool of read-only
 //! connections, which WAL lets proceed during writes, each on a consistent snapshot. Reads run
 //! directly inside the async functions rather than on `spawn_blocking`: an indexed query takes
 //! tens to hundreds of microseconds (see the crate's performance test), about the cost of the
@@ -44,7 +44,7 @@
 //! Every statement that reads or writes messages, events, data or tasks names the tenant; the
 //! one exception is [`Store::task_grab`], which by contract spans tenants. The message tables
 //! name it by a small integer id from the `tenants` table (see the `schema` module for why), the
-//! others by its DID. Ids are created by the writer thread in a transaction of their own before
+//! others by its DID. Ids are created on the writing connection in a transaction of their own before
 //! a tenant's first commit, and cached only once that transaction committed: an id from a
 //! rolled-back insert could be handed to another tenant later. A reader that finds no id knows
 //! the tenant has no messages.
@@ -155,8 +155,9 @@ pub(crate) struct Shared {
     tenant_ids: RwLock<HashMap<String, i64>>,
     // Drop order matters (fields drop in declaration order): readers first, because the last
     // connection to close checkpoints and removes the WAL, which a read-only one cannot; then
-    // the writer, which finishes queued work and whose exit closes the checkpointer's wake-up
-    // channel; then the checkpointer, the last connection.
+    // the writer (nothing is queued: a queued job always has a leader, which borrows the store),
+    // whose dropped `Wake` ends the checkpointer's thread; then the checkpointer, the last
+    // connection.
     readers: Mutex<Vec<Connection>>,
     writer: writer::Writer,
     _checkpointer: checkpoint::Checkpointer,
@@ -205,6 +206,7 @@ impl SqliteStore {
         )?;
         configure_writing(&checkpoint_conn, &options)?;
         let (checkpointer, wake) = checkpoint::Checkpointer::start(checkpoint_conn)?;
+        let writer = writer::Writer::new(conn, wake, options.synchronous == Synchronous::Full);
         Ok(SqliteStore {
             shared: Arc::new(Shared {
                 db_path,
@@ -212,7 +214,7 @@ impl SqliteStore {
                 options,
                 tenant_ids: RwLock::new(HashMap::new()),
                 readers: Mutex::new(Vec::new()),
-                writer: writer::Writer::start(conn, wake)?,
+                writer,
                 _checkpointer: checkpointer,
             }),
         })
@@ -294,7 +296,7 @@ fn lock_poisoned() -> StoreError {
 }
 
 impl Shared {
-    /// Runs `f` on the writer thread's connection; see the `writer` module.
+    /// Runs `f` on the writing connection, in order with commits; see the `writer` module.
     pub(crate) async fn with_writer<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
@@ -573,8 +575,8 @@ impl Store for SqliteStore {
         let tenant = tenant.to_owned();
         self.shared
             .with_writer(move |conn| {
-                // The writer thread is the only writer, so reading the head and appending after
-                // it cannot interleave with another append.
+                // The writing connection runs one job at a time, so reading the head and
+                // appending after it cannot interleave with another append.
                 let head: Option<(i64, Vec<u8>)> = conn
                     .prepare_cached(
                         "SELECT seq, hash FROM access_log WHERE tenant = ? ORDER BY seq DESC LIMIT 1",

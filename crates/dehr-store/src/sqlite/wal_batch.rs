@@ -41,7 +41,7 @@ pub(crate) const NAME: &str = "dehr-wal-batch";
 const NAME_C: &CStr = c"dehr-wal-batch";
 
 /// The most bytes buffered before a flush, so that a huge transaction does not hold its whole
-/// WAL in memory; a group commit of the writer thread is a few hundred KiB.
+/// WAL in memory; a group commit is a few hundred KiB.
 const MAX_BUFFER: usize = 8 << 20;
 /// The most bytes the default VFS writes in one call: its `unixWrite` masks the length with
 /// `0x1ffff` (SQLite itself never writes more than a page or a frame at once), and reports a

@@ -1,33 +1,53 @@
-//! The writer thread: owner of the only connection that writes, with group commit.
+//! The only connection that writes, with group commit led by its callers.
 //!
-//! Why a thread rather than a mutex around the connection: a commit's cost is dominated by the
-//! pages it dirties (each B-tree it touches adds a 4 KiB WAL frame, written again at the next
-//! checkpoint), so on this hardware a transaction costs a few hundred microseconds however small
-//! it is, and commits serialized behind a mutex top out at ~1–2k per second whatever the
-//! concurrency. The thread instead takes every commit that queued up while it was busy and
-//! applies them in one transaction; if one of them fails, the group is applied again with a
-//! `SAVEPOINT` per commit, so that it fails alone (see [`apply_group`]). Shared pages (the event
-//! log's tail, the tags table, hot index leaves) are then written once per group, and with
-//! `synchronous=FULL` there is one fsync per group instead of one per commit. A commit is
-//! acknowledged only after the group's `COMMIT` returned, so the durability contract is unchanged; if that final `COMMIT`
-//! fails, every commit of the group fails, and none of them is applied.
+//! Why group commit: a commit's cost is dominated by the pages it dirties (each B-tree it
+//! touches adds a 4 KiB WAL frame, written again at the next checkpoint), so on this hardware
+//! a transaction costs a few hundred microseconds however small it is, and commits serialized
+//! one transaction each top out at ~1–2k per second whatever the concurrency. Commits that
+//! queue up while one group is being applied are applied together as one transaction; if one
+//! of them fails, the group is applied again with a `SAVEPOINT` per commit, so that it fails
+//! alone (see [`apply_group`]). Shared pages (hot index leaves, the table's tail, the event
+//! counter) are then written once per group, and with `synchronous=FULL` there is one fsync per
+//! group instead of one per commit. A commit is acknowledged only after the group's `COMMIT`
+//! returned, so the durability contract is unchanged; if that final `COMMIT` fails, every
+//! commit of the group fails, and none of them is applied.
 //!
-//! Measured on the development VM (2 shared cores, ~240 MB/s disk): grouping halved the WAL
-//! frames per commit under concurrency, and with checkpoints moved off this thread (see the
-//! `checkpoint` module) 16–64 concurrent writers reach ~4–7k commits/s where sequential commits
-//! do ~1.5–2.7k/s.
+//! Who applies a group: the caller that finds nobody applying one becomes the leader. It first
+//! yields to the async runtime once, so that the tasks ready on its thread run (they verify
+//! their messages and queue their commits, which join its group), then applies the queue and
+//! whatever queued meanwhile, until the queue is empty, on its own thread. Callers that find a
+//! leader at work wait for their reply.
 //!
-//! It also keeps writes off the async runtime: callers send a job and await its reply, so a
-//! slow disk (or FULL's fsync) never blocks a runtime thread.
+//! Before, a dedicated writer thread did this, and every write crossed threads
+//! twice (the commit to the thread, the reply back). On the 2-core development VM that thread,
+//! woken for each group, mostly waited in the run queue of a core busy verifying signatures,
+//! and then ran while the other core idled (`perf sched`: ~0.29 ms of scheduling delay per
+//! wake-up; 1.35 of 2 CPUs busy with 8 clients). Led by callers without the yield, groups
+//! averaged 1.07 commits, each paying for the pages every transaction rewrites; with it, 2.5.
+//! In interleaved `dehr bench` runs the two steps together wrote ~13% more per second in
+//! process and ~25% more over HTTP (BENCHMARKS.md, run 8).
 //!
-//! Other writes (tasks, small data) are closures run on the same thread, in arrival order
-//! relative to commits.
+//! The leader blocks the thread it runs on while it applies groups. With `synchronous=NORMAL`
+//! that is CPU work and writes to the page cache, no I/O wait: tens of microseconds per commit,
+//! like the signature check before it. Before each group it also waits while the checkpointer
+//! restarts the WAL (see the `checkpoint` module; ~2 ms, about once per 32 MiB of WAL). With
+//! `synchronous=FULL` every group waits for an fsync, so the leader runs in `block_in_place`
+//! on a multi-threaded runtime, which first hands the thread's other tasks to another thread;
+//! that hand-off costs more than it saves when there is no I/O wait (the benchmark fell from
+//! ~10.4k to ~8.3k writes per second with it), hence only there.
+//!
+//! A caller that gives up (its request was dropped) never leaves the queue without a leader:
+//! a leader dropped during its yield leads in its destructor, and leading itself happens
+//! within one poll, so once queued, a job runs. If a job panics, the leader's task unwinds,
+//! the jobs still queued fail (their callers get an error) and the next caller leads afresh;
+//! the rolled-back transaction leaves the database as it was.
+//!
+//! Other writes (tasks, small data, tenant ids) are closures run by the leader too, in arrival
+//! order relative to commits.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::LazyLock;
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
-use std::thread::JoinHandle;
+use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, TransactionBehavior, params};
@@ -62,42 +82,166 @@ enum Job {
     Run(Task),
 }
 
-/// Handle to the writer thread. Dropping it lets the thread finish queued work, close the
-/// connection (which checkpoints the WAL) and exit, and waits for that.
-pub(crate) struct Writer {
-    jobs: Option<Sender<Job>>,
-    thread: Option<JoinHandle<()>>,
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    /// A caller is applying jobs; it takes every job queued before it finds the queue empty.
+    leading: bool,
 }
 
-fn stopped() -> StoreError {
-    StoreError::Database("the store's writer thread has stopped".into())
+/// The writing connection and the jobs waiting for it. Dropping it closes the connection, and
+/// with it the checkpointer's [`Wake`].
+pub(crate) struct Writer {
+    queue: Mutex<Queue>,
+    /// Used only by the leader; the lock is never contended.
+    conn: Mutex<Connection>,
+    checkpoint: Wake,
+    /// `synchronous=FULL`: every group waits for an fsync (see the module documentation).
+    fsync_per_group: bool,
+}
+
+fn failed() -> StoreError {
+    StoreError::Database(
+        "the write was dropped because another write in its group panicked; retry it".into(),
+    )
+}
+
+/// Runs `f`, which may wait on I/O or on another thread, without holding up the tasks queued
+/// behind the current one on a multi-threaded runtime.
+fn may_block<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// A caller's leadership, taken up when this is dropped.
+struct PendingLead<'a> {
+    writer: &'a Writer,
+}
+
+impl Drop for PendingLead<'_> {
+    fn drop(&mut self) {
+        self.writer.lead_now();
+    }
+}
+
+/// Ends the leadership of a leader that panicked: the jobs still queued are dropped, which fails
+/// them (their reply channels close), and the next caller leads afresh.
+struct PanicGuard<'a> {
+    queue: &'a Mutex<Queue>,
+}
+
+impl Drop for PanicGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            queue.leading = false;
+            queue.jobs.clear();
+        }
+    }
 }
 
 impl Writer {
-    /// Starts the thread; it wakes the checkpointer after each commit group.
-    pub(crate) fn start(conn: Connection, checkpoint: Wake) -> Result<Self, StoreError> {
-        let (jobs, receiver) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("dehr-store-writer".into())
-            .spawn(move || run(conn, receiver, checkpoint))?;
-        Ok(Writer {
-            jobs: Some(jobs),
-            thread: Some(thread),
-        })
+    /// Takes `conn` as the only writing connection; the checkpointer is woken after each group.
+    pub(crate) fn new(conn: Connection, checkpoint: Wake, fsync_per_group: bool) -> Self {
+        Writer {
+            queue: Mutex::new(Queue::default()),
+            conn: Mutex::new(conn),
+            checkpoint,
+            fsync_per_group,
+        }
     }
 
-    fn send(&self, job: Job) -> Result<(), StoreError> {
-        self.jobs
-            .as_ref()
-            .ok_or_else(stopped)?
-            .send(job)
-            .map_err(|_| stopped())
+    fn lock_queue(&self) -> MutexGuard<'_, Queue> {
+        // The queue's state is changed in single steps that cannot panic halfway.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `job`, and applies the queue if nobody else is.
+    async fn submit(&self, job: Job) {
+        {
+            let mut queue = self.lock_queue();
+            queue.jobs.push_back(job);
+            if queue.leading {
+                return;
+            }
+            queue.leading = true;
+        }
+        // Leads when dropped: after the yield, or if the caller gives up during it, so that the
+        // jobs queued behind this one are applied either way.
+        let leader = PendingLead { writer: self };
+        // Let the tasks ready on this thread run first: they verify their messages and queue
+        // their commits, which then join this group (see the module documentation).
+        tokio::task::yield_now().await;
+        drop(leader);
+    }
+
+    fn lead_now(&self) {
+        if self.fsync_per_group {
+            may_block(|| self.lead());
+        } else {
+            self.lead();
+        }
+    }
+
+    /// Applies queued jobs until none is left.
+    fn lead(&self) {
+        let _guard = PanicGuard { queue: &self.queue };
+        // A panic while the connection was held rolled its transaction back (rusqlite's
+        // transactions roll back on drop), so a poisoned connection is a usable one.
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let jobs = {
+                let mut queue = self.lock_queue();
+                if queue.jobs.is_empty() {
+                    // Under the queue's lock, so that a job queued from now on finds no leader.
+                    queue.leading = false;
+                    return;
+                }
+                std::mem::take(&mut queue.jobs)
+            };
+            self.checkpoint.pause_for_restart();
+            self.apply(&mut conn, jobs);
+        }
+    }
+
+    /// Applies `jobs` in order: consecutive commits as groups, closures one by one.
+    fn apply(&self, conn: &mut Connection, jobs: VecDeque<Job>) {
+        let mut group = Vec::new();
+        for job in jobs {
+            match job {
+                Job::Commit(job) => {
+                    group.push(job);
+                    if group.len() == MAX_GROUP {
+                        self.commit_group(conn, std::mem::take(&mut group));
+                    }
+                }
+                Job::Run(task) => {
+                    if !group.is_empty() {
+                        self.commit_group(conn, std::mem::take(&mut group));
+                    }
+                    task(conn);
+                }
+            }
+        }
+        if !group.is_empty() {
+            self.commit_group(conn, group);
+        }
+    }
+
+    fn commit_group(&self, conn: &mut Connection, group: Vec<CommitJob>) {
+        commit_group(conn, group);
+        self.checkpoint.wake();
     }
 
     /// Applies `commit` (already validated) atomically, then removes `files` (its deleted
     /// data); returns once the commit is durable. Once queued, a commit is not cancelled by
     /// dropping this future: it is applied, or fails, as a whole either way, and its files are
-    /// removed by the writer thread.
+    /// removed once it is durable.
     pub(crate) async fn commit(
         &self,
         tenant: TenantKey,
@@ -105,71 +249,28 @@ impl Writer {
         files: Vec<PathBuf>,
     ) -> Result<(), StoreError> {
         let (reply, result) = oneshot::channel();
-        self.send(Job::Commit(CommitJob {
+        self.submit(Job::Commit(CommitJob {
             tenant,
             commit,
             files,
             reply,
-        }))?;
-        result.await.map_err(|_| stopped())?
+        }))
+        .await;
+        result.await.map_err(|_| failed())?
     }
 
-    /// Runs `f` on the writer connection. `f` must not own the store (an `Arc` of it): if it
-    /// dropped the last one, the writer thread would wait for itself.
+    /// Runs `f` on the writing connection, in order with commits.
     pub(crate) async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (reply, result) = oneshot::channel();
-        self.send(Job::Run(Box::new(move |conn| {
+        self.submit(Job::Run(Box::new(move |conn| {
             // The caller may have given up waiting (its future was dropped); nothing to do then.
             let _ = reply.send(f(conn));
-        })))?;
-        result.await.map_err(|_| stopped())?
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        drop(self.jobs.take());
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            tracing::error!("the store's writer thread panicked");
-        }
-    }
-}
-
-fn run(mut conn: Connection, jobs: Receiver<Job>, checkpoint: Wake) {
-    let mut next: Option<Job> = None;
-    loop {
-        let job = match next.take() {
-            Some(job) => job,
-            None => match jobs.recv() {
-                Ok(job) => job,
-                // Every handle is gone: the store was dropped.
-                Err(_) => return,
-            },
-        };
-        checkpoint.pause_for_restart();
-        match job {
-            Job::Run(task) => task(&mut conn),
-            Job::Commit(first) => {
-                let mut group = vec![first];
-                while group.len() < MAX_GROUP {
-                    match jobs.try_recv() {
-                        Ok(Job::Commit(job)) => group.push(job),
-                        Ok(other) => {
-                            next = Some(other);
-                            break;
-                        }
-                        Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                    }
-                }
-                commit_group(&mut conn, group);
-                checkpoint.wake();
-            }
-        }
+        })))
+        .await;
+        result.await.map_err(|_| failed())?
     }
 }
 
@@ -396,6 +497,46 @@ mod tests {
     use crate::{Commit, IndexValue, Indexes, NewMessage};
 
     const PAGE: u64 = 4096;
+
+    /// A job that panics fails its caller's task; the jobs queued behind it fail with an error
+    /// instead of hanging, and the next write leads afresh on a connection that is fine.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_job_fails_alone_and_the_next_write_leads() {
+        use crate::Store;
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(crate::sqlite::SqliteStore::open(dir.path()).unwrap());
+        let panicking = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .shared
+                    .with_writer(|_| -> Result<(), crate::StoreError> { panic!("a job panics") })
+                    .await
+            })
+        };
+        assert!(panicking.await.unwrap_err().is_panic());
+        let m = bench_write(1, "did:example:alice");
+        let cid = m.message_cid.clone();
+        let commit = Commit {
+            append_events: vec![cid.clone()],
+            put: vec![m],
+            ..Commit::default()
+        };
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            store.commit("did:example:alice", commit),
+        )
+        .await
+        .expect("the write after a panic must not hang")
+        .unwrap();
+        assert!(
+            store
+                .get("did:example:alice", &cid)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
 
     /// A record's first write as the engine stores it for `dehr bench`: a flat record with a
     /// 1 KB Observation inline, by a did:jwk tenant (whose length matters: it was in every

@@ -591,6 +591,99 @@ async fn group_commit_keeps_each_commit_atomic() {
     assert!(events.iter().all(|e| e.message_cid != "bafy-not-stored"));
 }
 
+/// A commit whose caller gives up while it waits to lead its group (a dropped request) is still
+/// applied, and the next commit finds no leader left behind, so it does not hang.
+#[tokio::test]
+async fn a_commit_dropped_before_it_led_is_applied_and_leaves_no_leader() {
+    use futures_util::FutureExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    // The tenant's id is created by a first commit, so that the next one queues at once.
+    put(&store, ALICE, vec![record(0, "p")]).await;
+    let m = record(1, "p");
+    let dropped = store.commit(
+        ALICE,
+        Commit {
+            append_events: vec![m.message_cid.clone()],
+            put: vec![m],
+            ..Commit::default()
+        },
+    );
+    // One poll queues the commit and yields before leading; then the future is dropped.
+    assert!(
+        dropped.now_or_never().is_none(),
+        "the commit should yield once"
+    );
+    assert!(
+        store
+            .get(ALICE, "bafyrei-msg-000001")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        put(&store, ALICE, vec![record(2, "p")]),
+    )
+    .await
+    .expect("a later commit must not wait for a vanished leader");
+    assert_eq!(
+        store
+            .events_query(ALICE, &[], None, None)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+/// With `synchronous=FULL` the leader applies groups in `block_in_place` on a multi-threaded
+/// runtime and directly on a current-thread one; concurrent commits all land either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_synchronous_commits_land_from_many_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = dehr_store::sqlite::SqliteOptions {
+        synchronous: dehr_store::sqlite::Synchronous::Full,
+        ..Default::default()
+    };
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_with(dir.path(), options).unwrap());
+    let handles: Vec<_> = (0..64usize)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { put(store.as_ref(), ALICE, vec![record(i, "p")]).await })
+        })
+        .collect();
+    for h in handles {
+        h.await.unwrap();
+    }
+    assert_eq!(
+        store
+            .events_query(ALICE, &[], None, None)
+            .await
+            .unwrap()
+            .len(),
+        64
+    );
+    // The same store from a current-thread runtime, where `block_in_place` is not allowed.
+    let store2 = Arc::clone(&store);
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(put(store2.as_ref(), ALICE, vec![record(64, "p")]))
+    })
+    .join()
+    .unwrap();
+    assert!(
+        store
+            .get(ALICE, "bafyrei-msg-000064")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
 /// Under writes that never pause, the WAL is still restarted and stays bounded: the
 /// checkpointer's `RESTART` gets the write lock because the writer pauses for it. (Without the
 /// pause it waited out its busy timeout again and again while the WAL grew.)
