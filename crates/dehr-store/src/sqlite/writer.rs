@@ -18,23 +18,23 @@
 //! whatever queued meanwhile, until the queue is empty, on its own thread. Callers that find a
 //! leader at work wait for their reply.
 //!
-//! Before, a dedicated writer thread did this, and every write crossed threads
-//! twice (the commit to the thread, the reply back). On the 2-core development VM that thread,
-//! woken for each group, mostly waited in the run queue of a core busy verifying signatures,
-//! and then ran while the other core idled (`perf sched`: ~0.29 ms of scheduling delay per
+//! Before, a dedicated writer thread did this, and every write crossed threads twice (the
+//! commit to the thread, the reply back). On the 2-core development VM that thread, woken for
+//! each group, mostly waited in the run queue of a core busy verifying signatures, and then
+//! ran while the other core idled (`perf sched`: ~0.29 ms of scheduling delay per
 //! wake-up; 1.35 of 2 CPUs busy with 8 clients). Led by callers without the yield, groups
 //! averaged 1.07 commits, each paying for the pages every transaction rewrites; with it, 2.5.
-//! In interleaved `dehr bench` runs the two steps together wrote ~13% more per second in
+//! In interleaved `dehr bench` runs the two steps together wrote ~10% more per second in
 //! process and ~25% more over HTTP (BENCHMARKS.md, run 8).
 //!
 //! The leader blocks the thread it runs on while it applies groups. With `synchronous=NORMAL`
 //! that is CPU work and writes to the page cache, no I/O wait: tens of microseconds per commit,
 //! like the signature check before it. Before each group it also waits while the checkpointer
-//! restarts the WAL (see the `checkpoint` module; ~2 ms, about once per 32 MiB of WAL). With
-//! `synchronous=FULL` every group waits for an fsync, so the leader runs in `block_in_place`
-//! on a multi-threaded runtime, which first hands the thread's other tasks to another thread;
-//! that hand-off costs more than it saves when there is no I/O wait (the benchmark fell from
-//! ~10.4k to ~8.3k writes per second with it), hence only there.
+//! restarts the WAL (see the `checkpoint` module; ~13 ms on average in run 7, about once per
+//! 32 MiB of WAL). With `synchronous=FULL` every group waits for an fsync, so the leader runs
+//! in `block_in_place` on a multi-threaded runtime, which first hands the thread's other tasks
+//! to another thread; that hand-off costs more than it saves when there is no I/O wait (the
+//! benchmark fell from ~10.4k to ~8.3k writes per second with it), hence only there.
 //!
 //! A caller that gives up (its request was dropped) never leaves the queue without a leader:
 //! a leader dropped during its yield leads in its destructor, and leading itself happens
