@@ -155,9 +155,10 @@ pub(crate) struct Shared {
     tenant_ids: RwLock<HashMap<String, i64>>,
     // Drop order matters (fields drop in declaration order): readers first, because the last
     // connection to close checkpoints and removes the WAL, which a read-only one cannot; then
-    // the writer (nothing is queued: a queued job always has a leader, which borrows the store),
-    // whose dropped `Wake` ends the checkpointer's thread; then the checkpointer, the last
-    // connection.
+    // the writer, whose dropped `Wake` ends the checkpointer's thread (nothing is queued: a
+    // queued job has a leader, which borrows the store or, if it is the writer's own thread
+    // under sustained load, keeps the writer until the queue is empty); then the checkpointer,
+    // the last connection.
     readers: Mutex<Vec<Connection>>,
     writer: writer::Writer,
     _checkpointer: checkpoint::Checkpointer,

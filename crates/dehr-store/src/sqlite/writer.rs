@@ -16,7 +16,9 @@
 //! yields to the async runtime once, so that the tasks ready on its thread run (they verify
 //! their messages and queue their commits, which join its group), then applies the queue and
 //! whatever queued meanwhile, until the queue is empty, on its own thread. Callers that find a
-//! leader at work wait for their reply.
+//! leader at work wait for their reply. Under sustained load the queue may never run empty:
+//! after [`MAX_CALLER_ROUNDS`] takes of the queue a caller starts a thread that leads until it
+//! does, and returns.
 //!
 //! Before, a dedicated writer thread did this, and every write crossed threads twice (the
 //! commit to the thread, the reply back). On the 2-core development VM that thread, woken for
@@ -47,7 +49,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, TransactionBehavior, params};
@@ -89,9 +91,18 @@ struct Queue {
     leading: bool,
 }
 
+/// Rounds (takes of the queue) a caller leads before it hands the lead to a thread of its own:
+/// under sustained load the queue may never run empty, and the caller's own request would
+/// wait as long as the load lasts.
+const MAX_CALLER_ROUNDS: usize = 8;
+
 /// The writing connection and the jobs waiting for it. Dropping it closes the connection, and
-/// with it the checkpointer's [`Wake`].
+/// with it the checkpointer's [`Wake`], once a thread that took over the lead (if any) is done.
 pub(crate) struct Writer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     queue: Mutex<Queue>,
     /// Used only by the leader; the lock is never contended.
     conn: Mutex<Connection>,
@@ -120,7 +131,7 @@ fn may_block<T>(f: impl FnOnce() -> T) -> T {
 
 /// A caller's leadership, taken up when this is dropped.
 struct PendingLead<'a> {
-    writer: &'a Writer,
+    writer: &'a Arc<Inner>,
 }
 
 impl Drop for PendingLead<'_> {
@@ -145,24 +156,32 @@ impl Drop for PanicGuard<'_> {
     }
 }
 
+/// Leads handed to a thread of their own, for tests.
+#[cfg(test)]
+static HANDOFFS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 impl Writer {
     /// Takes `conn` as the only writing connection; the checkpointer is woken after each group.
     pub(crate) fn new(conn: Connection, checkpoint: Wake, fsync_per_group: bool) -> Self {
         Writer {
-            queue: Mutex::new(Queue::default()),
-            conn: Mutex::new(conn),
-            checkpoint,
-            fsync_per_group,
+            inner: Arc::new(Inner {
+                queue: Mutex::new(Queue::default()),
+                conn: Mutex::new(conn),
+                checkpoint,
+                fsync_per_group,
+            }),
         }
     }
+}
 
+impl Inner {
     fn lock_queue(&self) -> MutexGuard<'_, Queue> {
         // The queue's state is changed in single steps that cannot panic halfway.
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Queues `job`, and applies the queue if nobody else is.
-    async fn submit(&self, job: Job) {
+    async fn submit(self: &Arc<Self>, job: Job) {
         {
             let mut queue = self.lock_queue();
             queue.jobs.push_back(job);
@@ -180,21 +199,22 @@ impl Writer {
         drop(leader);
     }
 
-    fn lead_now(&self) {
+    fn lead_now(self: &Arc<Self>) {
         if self.fsync_per_group {
-            may_block(|| self.lead());
+            may_block(|| self.lead(true));
         } else {
-            self.lead();
+            self.lead(true);
         }
     }
 
-    /// Applies queued jobs until none is left.
-    fn lead(&self) {
+    /// Applies queued jobs until none is left; a caller (`on_caller`) hands the lead to a thread
+    /// of its own after [`MAX_CALLER_ROUNDS`] rounds.
+    fn lead(self: &Arc<Self>, on_caller: bool) {
         let _guard = PanicGuard { queue: &self.queue };
         // A panic while the connection was held rolled its transaction back (rusqlite's
         // transactions roll back on drop), so a poisoned connection is a usable one.
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
+        for round in 0.. {
             let jobs = {
                 let mut queue = self.lock_queue();
                 if queue.jobs.is_empty() {
@@ -202,10 +222,37 @@ impl Writer {
                     queue.leading = false;
                     return;
                 }
+                if on_caller && round == MAX_CALLER_ROUNDS && self.hand_off() {
+                    // `leading` stays set: the thread leads now. It waits for `conn` until
+                    // this returns.
+                    return;
+                }
                 std::mem::take(&mut queue.jobs)
             };
             self.checkpoint.pause_for_restart();
             self.apply(&mut conn, jobs);
+        }
+    }
+
+    /// Starts a thread that leads until the queue is empty; `false` if none could be started
+    /// (the caller then goes on leading). A thread, not the runtime's blocking pool: a runtime
+    /// that shuts down drops the tasks it has not started, and the queue would be left with a
+    /// leader that never comes.
+    fn hand_off(self: &Arc<Self>) -> bool {
+        let inner = Arc::clone(self);
+        let started = std::thread::Builder::new()
+            .name("dehr-store-writer".into())
+            .spawn(move || inner.lead(false));
+        match started {
+            Ok(_) => {
+                #[cfg(test)]
+                HANDOFFS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not start a writer thread; the caller leads on");
+                false
+            }
         }
     }
 
@@ -237,7 +284,9 @@ impl Writer {
         commit_group(conn, group);
         self.checkpoint.wake();
     }
+}
 
+impl Writer {
     /// Applies `commit` (already validated) atomically, then removes `files` (its deleted
     /// data); returns once the commit is durable. Once queued, a commit is not cancelled by
     /// dropping this future: it is applied, or fails, as a whole either way, and its files are
@@ -249,13 +298,14 @@ impl Writer {
         files: Vec<PathBuf>,
     ) -> Result<(), StoreError> {
         let (reply, result) = oneshot::channel();
-        self.submit(Job::Commit(CommitJob {
-            tenant,
-            commit,
-            files,
-            reply,
-        }))
-        .await;
+        self.inner
+            .submit(Job::Commit(CommitJob {
+                tenant,
+                commit,
+                files,
+                reply,
+            }))
+            .await;
         result.await.map_err(|_| failed())?
     }
 
@@ -265,11 +315,12 @@ impl Writer {
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (reply, result) = oneshot::channel();
-        self.submit(Job::Run(Box::new(move |conn| {
-            // The caller may have given up waiting (its future was dropped); nothing to do then.
-            let _ = reply.send(f(conn));
-        })))
-        .await;
+        self.inner
+            .submit(Job::Run(Box::new(move |conn| {
+                // The caller may have given up waiting (its future was dropped); nothing to do then.
+                let _ = reply.send(f(conn));
+            })))
+            .await;
         result.await.map_err(|_| failed())?
     }
 }
@@ -497,6 +548,38 @@ mod tests {
     use crate::{Commit, IndexValue, Indexes, NewMessage};
 
     const PAGE: u64 = 4096;
+
+    /// Under load that never lets the queue run empty, the caller that leads hands the lead to
+    /// a thread after a few rounds, so its own request is not held for as long as the load
+    /// lasts; every job still runs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_caller_hands_a_lead_that_does_not_end_to_a_thread() {
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(crate::sqlite::SqliteStore::open(dir.path()).unwrap());
+        let before = super::HANDOFFS.load(Ordering::Relaxed);
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for _ in 0..20 {
+                        store
+                            .shared
+                            .with_writer(|_| {
+                                std::thread::sleep(std::time::Duration::from_millis(1));
+                                Ok(())
+                            })
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert!(super::HANDOFFS.load(Ordering::Relaxed) > before);
+    }
 
     /// A job that panics fails its caller's task; the jobs queued behind it fail with an error
     /// instead of hanging, and the next write leads afresh on a connection that is fine.
