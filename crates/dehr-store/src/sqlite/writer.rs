@@ -31,18 +31,20 @@
 //!
 //! The leader blocks the thread it runs on while it applies groups. With `synchronous=NORMAL`
 //! that is CPU work and writes to the page cache, no I/O wait: tens of microseconds per commit,
-//! like the signature check before it. Before each group it also waits while the checkpointer
-//! restarts the WAL (see the `checkpoint` module; ~13 ms on average in run 7, about once per
-//! 32 MiB of WAL). With `synchronous=FULL` every group waits for an fsync, so the leader runs
-//! in `block_in_place` on a multi-threaded runtime, which first hands the thread's other tasks
-//! to another thread; that hand-off costs more than it saves when there is no I/O wait (the
-//! benchmark fell from ~10.4k to ~8.3k writes per second with it), hence only there.
+//! like the signature check before it. Before each take of the queue it also waits while the
+//! checkpointer restarts the WAL (see the `checkpoint` module; ~13 ms on average in run 7,
+//! about once per 32 MiB of WAL). With `synchronous=FULL` every group waits for an fsync, so a
+//! thread started for the purpose leads instead of the caller; its start costs far less than
+//! the fsync. (Running the caller's lead in `block_in_place` instead, which first hands the
+//! runtime thread's other tasks to another thread, cost more than it saved without fsyncs:
+//! the benchmark fell from ~10.4k to ~8.3k writes per second.)
 //!
-//! A caller that gives up (its request was dropped) never leaves the queue without a leader:
-//! a leader dropped during its yield leads in its destructor, and leading itself happens
-//! within one poll, so once queued, a job runs. If a job panics, the leader's task unwinds,
-//! the jobs still queued fail (their callers get an error) and the next caller leads afresh;
-//! the rolled-back transaction leaves the database as it was.
+//! The queue never keeps jobs without a leader. Leading itself happens within one poll or on a
+//! thread of its own; a caller dropped during its yield leads in its destructor (on a thread
+//! of its own if it is dropped by an unwinding panic); a caller whose yield has not ended
+//! after [`TAKEOVER_AFTER`] (its runtime thread busy elsewhere) has its lead taken over by the
+//! next caller. A job that panics fails alone: the unwind rolls its transaction back, it is
+//! caught, its caller gets an error, and the leader goes on.
 //!
 //! Other writes (tasks, small data, tenant ids) are closures run by the leader too, in arrival
 //! order relative to commits.
@@ -50,6 +52,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, TransactionBehavior, params};
@@ -84,17 +87,34 @@ enum Job {
     Run(Task),
 }
 
+/// Who applies the queue.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+enum Lead {
+    /// Nobody: the next caller leads.
+    #[default]
+    Idle,
+    /// A caller yields before it leads (since then). Another caller takes the lead over once
+    /// [`TAKEOVER_AFTER`] has passed, so that a runtime thread kept busy by something else
+    /// cannot hold every write back.
+    Pending(Instant),
+    /// A leader applies jobs and takes every job queued before it finds the queue empty.
+    Applying,
+}
+
 #[derive(Default)]
 struct Queue {
     jobs: VecDeque<Job>,
-    /// A caller is applying jobs; it takes every job queued before it finds the queue empty.
-    leading: bool,
+    lead: Lead,
 }
 
 /// Rounds (takes of the queue) a caller leads before it hands the lead to a thread of its own:
 /// under sustained load the queue may never run empty, and the caller's own request would
 /// wait as long as the load lasts.
 const MAX_CALLER_ROUNDS: usize = 8;
+
+/// How long a pending lead may wait for its caller to be polled again before another caller
+/// takes it over. A yield normally ends within tens of microseconds.
+const TAKEOVER_AFTER: Duration = Duration::from_millis(2);
 
 /// The writing connection and the jobs waiting for it. Dropping it closes the connection, and
 /// with it the checkpointer's [`Wake`], once a thread that took over the lead (if any) is done.
@@ -104,61 +124,73 @@ pub(crate) struct Writer {
 
 struct Inner {
     queue: Mutex<Queue>,
-    /// Used only by the leader; the lock is never contended.
+    /// Used by the leader; contended only for a moment when the lead changes hands.
     conn: Mutex<Connection>,
     checkpoint: Wake,
-    /// `synchronous=FULL`: every group waits for an fsync (see the module documentation).
+    /// `synchronous=FULL`: every group waits for an fsync, so a thread of its own leads (see
+    /// the module documentation).
     fsync_per_group: bool,
+    /// Leads handed to a thread, for tests.
+    #[cfg(test)]
+    handoffs: std::sync::atomic::AtomicUsize,
 }
 
 fn failed() -> StoreError {
     StoreError::Database(
-        "the write was dropped because another write in its group panicked; retry it".into(),
+        "the write was dropped because it or another write panicked on the writing connection; \
+         retry it"
+            .into(),
     )
 }
 
-/// Runs `f`, which may wait on I/O or on another thread, without holding up the tasks queued
-/// behind the current one on a multi-threaded runtime.
-fn may_block<T>(f: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
-}
-
-/// A caller's leadership, taken up when this is dropped.
+/// A caller's pending lead, taken up when this is dropped (after the yield, or when the
+/// caller gives up during it), unless another caller took it over meanwhile.
 struct PendingLead<'a> {
     writer: &'a Arc<Inner>,
 }
 
 impl Drop for PendingLead<'_> {
     fn drop(&mut self) {
+        {
+            let mut queue = self.writer.lock_queue();
+            if !matches!(queue.lead, Lead::Pending(_)) {
+                // Taken over: that leader applies our job too.
+                return;
+            }
+            queue.lead = Lead::Applying;
+        }
+        if std::thread::panicking() {
+            // Dropped while another panic unwinds (a task failing around this future): jobs
+            // must not run here, where a second panic would abort the process.
+            if !self.writer.hand_off() {
+                let mut queue = self.writer.lock_queue();
+                queue.lead = Lead::Idle;
+                queue.jobs.clear();
+            }
+            return;
+        }
         self.writer.lead_now();
     }
 }
 
-/// Ends the leadership of a leader that panicked: the jobs still queued are dropped, which fails
-/// them (their reply channels close), and the next caller leads afresh.
+/// Ends the lead of a leader that panicked outside a job (jobs' panics are caught, see
+/// [`Inner::apply`]): the jobs still queued are dropped, which fails them (their reply
+/// channels close), and the next caller leads afresh.
 struct PanicGuard<'a> {
     queue: &'a Mutex<Queue>,
+    /// A lead started during an unwind is not ended by that unwind.
+    panicking_before: bool,
 }
 
 impl Drop for PanicGuard<'_> {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if std::thread::panicking() && !self.panicking_before {
             let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            queue.leading = false;
+            queue.lead = Lead::Idle;
             queue.jobs.clear();
         }
     }
 }
-
-/// Leads handed to a thread of their own, for tests.
-#[cfg(test)]
-static HANDOFFS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl Writer {
     /// Takes `conn` as the only writing connection; the checkpointer is woken after each group.
@@ -169,6 +201,8 @@ impl Writer {
                 conn: Mutex::new(conn),
                 checkpoint,
                 fsync_per_group,
+                #[cfg(test)]
+                handoffs: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
     }
@@ -185,32 +219,41 @@ impl Inner {
         {
             let mut queue = self.lock_queue();
             queue.jobs.push_back(job);
-            if queue.leading {
-                return;
+            match queue.lead {
+                Lead::Applying => return,
+                Lead::Pending(since) if since.elapsed() < TAKEOVER_AFTER => return,
+                Lead::Pending(_) => {
+                    queue.lead = Lead::Applying;
+                    drop(queue);
+                    self.lead_now();
+                    return;
+                }
+                Lead::Idle => queue.lead = Lead::Pending(Instant::now()),
             }
-            queue.leading = true;
         }
-        // Leads when dropped: after the yield, or if the caller gives up during it, so that the
-        // jobs queued behind this one are applied either way.
-        let leader = PendingLead { writer: self };
+        let pending = PendingLead { writer: self };
         // Let the tasks ready on this thread run first: they verify their messages and queue
         // their commits, which then join this group (see the module documentation).
         tokio::task::yield_now().await;
-        drop(leader);
+        drop(pending);
     }
 
+    /// Leads, on this thread or (with an fsync per group) on a thread of its own. The lead is
+    /// `Applying` and owned by the caller.
     fn lead_now(self: &Arc<Self>) {
-        if self.fsync_per_group {
-            may_block(|| self.lead(true));
-        } else {
-            self.lead(true);
+        if self.fsync_per_group && self.hand_off() {
+            return;
         }
+        self.lead(true);
     }
 
     /// Applies queued jobs until none is left; a caller (`on_caller`) hands the lead to a thread
     /// of its own after [`MAX_CALLER_ROUNDS`] rounds.
     fn lead(self: &Arc<Self>, on_caller: bool) {
-        let _guard = PanicGuard { queue: &self.queue };
+        let _guard = PanicGuard {
+            queue: &self.queue,
+            panicking_before: std::thread::panicking(),
+        };
         // A panic while the connection was held rolled its transaction back (rusqlite's
         // transactions roll back on drop), so a poisoned connection is a usable one.
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
@@ -219,12 +262,12 @@ impl Inner {
                 let mut queue = self.lock_queue();
                 if queue.jobs.is_empty() {
                     // Under the queue's lock, so that a job queued from now on finds no leader.
-                    queue.leading = false;
+                    queue.lead = Lead::Idle;
                     return;
                 }
                 if on_caller && round == MAX_CALLER_ROUNDS && self.hand_off() {
-                    // `leading` stays set: the thread leads now. It waits for `conn` until
-                    // this returns.
+                    // The lead stays `Applying`: the thread leads now. It waits for `conn`
+                    // until this returns.
                     return;
                 }
                 std::mem::take(&mut queue.jobs)
@@ -235,7 +278,7 @@ impl Inner {
     }
 
     /// Starts a thread that leads until the queue is empty; `false` if none could be started
-    /// (the caller then goes on leading). A thread, not the runtime's blocking pool: a runtime
+    /// (the caller then leads itself). A thread, not the runtime's blocking pool: a runtime
     /// that shuts down drops the tasks it has not started, and the queue would be left with a
     /// leader that never comes.
     fn hand_off(self: &Arc<Self>) -> bool {
@@ -246,17 +289,21 @@ impl Inner {
         match started {
             Ok(_) => {
                 #[cfg(test)]
-                HANDOFFS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.handoffs
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 true
             }
             Err(e) => {
-                tracing::warn!(error = %e, "could not start a writer thread; the caller leads on");
+                tracing::warn!(error = %e, "could not start a writer thread; the caller leads");
                 false
             }
         }
     }
 
-    /// Applies `jobs` in order: consecutive commits as groups, closures one by one.
+    /// Applies `jobs` in order: consecutive commits as groups, closures one by one. A job that
+    /// panics fails alone: its transaction is rolled back by the unwind, its caller gets an
+    /// error (its reply channel closes), and the leader, usually another caller's request, goes
+    /// on with the next job.
     fn apply(&self, conn: &mut Connection, jobs: VecDeque<Job>) {
         let mut group = Vec::new();
         for job in jobs {
@@ -271,7 +318,7 @@ impl Inner {
                     if !group.is_empty() {
                         self.commit_group(conn, std::mem::take(&mut group));
                     }
-                    task(conn);
+                    contain_panic(|| task(conn));
                 }
             }
         }
@@ -281,8 +328,15 @@ impl Inner {
     }
 
     fn commit_group(&self, conn: &mut Connection, group: Vec<CommitJob>) {
-        commit_group(conn, group);
+        contain_panic(|| commit_group(conn, group));
         self.checkpoint.wake();
+    }
+}
+
+/// Runs `f`, logging and swallowing a panic (see [`Inner::apply`]).
+fn contain_panic(f: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        tracing::error!("a write panicked on the writing connection; it was rolled back");
     }
 }
 
@@ -290,7 +344,8 @@ impl Writer {
     /// Applies `commit` (already validated) atomically, then removes `files` (its deleted
     /// data); returns once the commit is durable. Once queued, a commit is not cancelled by
     /// dropping this future: it is applied, or fails, as a whole either way, and its files are
-    /// removed once it is durable.
+    /// removed once it is durable. Dropping the future while it waits to lead leads in the
+    /// drop (at most [`MAX_CALLER_ROUNDS`] rounds).
     pub(crate) async fn commit(
         &self,
         tenant: TenantKey,
@@ -309,7 +364,9 @@ impl Writer {
         result.await.map_err(|_| failed())?
     }
 
-    /// Runs `f` on the writing connection, in order with commits.
+    /// Runs `f` on the writing connection, in order with commits. `f` must not own the store
+    /// (an `Arc` of it): run by a writer thread (see [`MAX_CALLER_ROUNDS`]), dropping the last
+    /// one would make that thread wait for itself to end.
     pub(crate) async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
@@ -557,7 +614,6 @@ mod tests {
         use std::sync::atomic::Ordering;
         let dir = tempfile::tempdir().unwrap();
         let store = std::sync::Arc::new(crate::sqlite::SqliteStore::open(dir.path()).unwrap());
-        let before = super::HANDOFFS.load(Ordering::Relaxed);
         let tasks: Vec<_> = (0..16)
             .map(|_| {
                 let store = store.clone();
@@ -578,16 +634,43 @@ mod tests {
         for task in tasks {
             task.await.unwrap();
         }
-        assert!(super::HANDOFFS.load(Ordering::Relaxed) > before);
+        assert!(store.shared.writer.inner.handoffs.load(Ordering::Relaxed) > 0);
     }
 
-    /// A job that panics fails its caller's task; the jobs queued behind it fail with an error
-    /// instead of hanging, and the next write leads afresh on a connection that is fine.
+    /// A job that panics fails alone: its caller gets an error, the jobs queued with it in the
+    /// same round are applied, and so are later writes.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_panicking_job_fails_alone_and_the_next_write_leads() {
+    async fn a_panicking_job_fails_alone() {
         use crate::Store;
+        const ALICE: &str = "did:example:alice";
         let dir = tempfile::tempdir().unwrap();
         let store = std::sync::Arc::new(crate::sqlite::SqliteStore::open(dir.path()).unwrap());
+        let commit_of = |i| {
+            let m = bench_write(i, ALICE);
+            let cid = m.message_cid.clone();
+            let commit = Commit {
+                append_events: vec![cid.clone()],
+                put: vec![m],
+                ..Commit::default()
+            };
+            (cid, commit)
+        };
+        let (first, commit) = commit_of(1);
+        store.commit(ALICE, commit).await.unwrap();
+        // A slow job leads; the panicking job and a commit queue behind it, into one round.
+        let slow = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .shared
+                    .with_writer(|_| {
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let panicking = {
             let store = store.clone();
             tokio::spawn(async move {
@@ -597,28 +680,25 @@ mod tests {
                     .await
             })
         };
-        assert!(panicking.await.unwrap_err().is_panic());
-        let m = bench_write(1, "did:example:alice");
-        let cid = m.message_cid.clone();
-        let commit = Commit {
-            append_events: vec![cid.clone()],
-            put: vec![m],
-            ..Commit::default()
+        let (second, commit) = commit_of(2);
+        let queued = {
+            let store = store.clone();
+            tokio::spawn(async move { store.commit(ALICE, commit).await })
         };
+        slow.await.unwrap().unwrap();
+        assert!(panicking.await.unwrap().is_err());
+        queued.await.unwrap().unwrap();
+        let (third, commit) = commit_of(3);
         tokio::time::timeout(
             std::time::Duration::from_secs(10),
-            store.commit("did:example:alice", commit),
+            store.commit(ALICE, commit),
         )
         .await
         .expect("the write after a panic must not hang")
         .unwrap();
-        assert!(
-            store
-                .get("did:example:alice", &cid)
-                .await
-                .unwrap()
-                .is_some()
-        );
+        for cid in [first, second, third] {
+            assert!(store.get(ALICE, &cid).await.unwrap().is_some());
+        }
     }
 
     /// A record's first write as the engine stores it for `dehr bench`: a flat record with a

@@ -637,8 +637,8 @@ async fn a_commit_dropped_before_it_led_is_applied_and_leaves_no_leader() {
     );
 }
 
-/// With `synchronous=FULL` the leader applies groups in `block_in_place` on a multi-threaded
-/// runtime and directly on a current-thread one; concurrent commits all land either way.
+/// With `synchronous=FULL` a thread of its own leads each group (it waits for an fsync);
+/// concurrent commits from a multi-threaded and from a current-thread runtime all land.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_synchronous_commits_land_from_many_tasks() {
     let dir = tempfile::tempdir().unwrap();
@@ -664,7 +664,7 @@ async fn full_synchronous_commits_land_from_many_tasks() {
             .len(),
         64
     );
-    // The same store from a current-thread runtime, where `block_in_place` is not allowed.
+    // The same store from a current-thread runtime.
     let store2 = Arc::clone(&store);
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
