@@ -32,17 +32,23 @@ fn fixtures() -> PathBuf {
     dir
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The port in the node's "listening on http://127.0.0.1:PORT …" line.
+fn listening_port(line: &str) -> u16 {
+    let rest = line
+        .split("127.0.0.1:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no port in {line:?}"))
 }
 
 /// One node process on a fixed port, so its URL (in the person's DID document) survives
-/// restarts.
+/// restarts. The first start binds port 0 and keeps the port the node reports: a port picked
+/// free beforehand could be taken by another test before the node binds it.
 struct NodeProcess {
+    /// 0 until the first start.
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
@@ -56,7 +62,7 @@ impl NodeProcess {
 
     fn with_replication(dir: PathBuf, replicate_every: &'static str) -> Self {
         let mut node = Self {
-            port: free_port(),
+            port: 0,
             dir,
             child: None,
             replicate_every,
@@ -86,6 +92,7 @@ impl NodeProcess {
             .read_line(&mut line)
             .unwrap();
         assert!(line.contains("listening"), "{line}");
+        self.port = listening_port(&line);
         self.child = Some(child);
     }
 
