@@ -8,9 +8,8 @@
 //! from ~1.5k/s to ~2.6k/s and concurrent ones from ~3.5–4.4k/s to ~7k/s.
 //!
 //! The writer signals this thread after each group commit (waking it only when it is idle). It
-//! waits [`SETTLE`] so that a burst of
-//! commits is checkpointed once, then runs a `PASSIVE` checkpoint, which never blocks the writer
-//! or readers. SQLite restarts the WAL from its beginning once everything in it has been copied
+//! waits [`SETTLE`] so that a burst of commits is checkpointed once, then runs a `PASSIVE`
+//! checkpoint, which never blocks the writer or readers. SQLite restarts the WAL from its beginning once everything in it has been copied
 //! back and no reader still needs it; under sustained load that moment may not come, so if the
 //! WAL grows beyond [`RESTART_FRAMES`] the checkpointer runs a `RESTART` checkpoint, which makes
 //! the next commit start the WAL afresh: a short stall that bounds the file. `RESTART` needs the
@@ -88,8 +87,8 @@ impl Wake {
         }
     }
 
-    /// Called by the writer before each transaction: while the checkpointer waits to restart the
-    /// WAL, waits for it to finish (at most [`MAX_PAUSE`]).
+    /// Called by the writer's leader before each take of its queue: while the checkpointer
+    /// waits to restart the WAL, waits for it to finish (at most [`MAX_PAUSE`]).
     pub(crate) fn pause_for_restart(&self) {
         self.restart.wait_until_open();
     }

@@ -107,6 +107,15 @@ struct Queue {
     lead: Lead,
 }
 
+impl Queue {
+    /// Gives up on the queued jobs when nobody can lead them (a panic): dropping them fails
+    /// them (their reply channels close), and the next caller leads afresh.
+    fn abandon(&mut self) {
+        self.lead = Lead::Idle;
+        self.jobs.clear();
+    }
+}
+
 /// Rounds (takes of the queue) a caller leads before it hands the lead to a thread of its own:
 /// under sustained load the queue may never run empty, and the caller's own request would
 /// wait as long as the load lasts.
@@ -163,9 +172,7 @@ impl Drop for PendingLead<'_> {
             // Dropped while another panic unwinds (a task failing around this future): jobs
             // must not run here, where a second panic would abort the process.
             if !self.writer.hand_off() {
-                let mut queue = self.writer.lock_queue();
-                queue.lead = Lead::Idle;
-                queue.jobs.clear();
+                self.writer.lock_queue().abandon();
             }
             return;
         }
@@ -174,8 +181,7 @@ impl Drop for PendingLead<'_> {
 }
 
 /// Ends the lead of a leader that panicked outside a job (jobs' panics are caught, see
-/// [`Inner::apply`]): the jobs still queued are dropped, which fails them (their reply
-/// channels close), and the next caller leads afresh.
+/// [`Inner::apply`]): see [`Queue::abandon`].
 struct PanicGuard<'a> {
     queue: &'a Mutex<Queue>,
     /// A lead started during an unwind is not ended by that unwind.
@@ -185,9 +191,10 @@ struct PanicGuard<'a> {
 impl Drop for PanicGuard<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() && !self.panicking_before {
-            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            queue.lead = Lead::Idle;
-            queue.jobs.clear();
+            self.queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .abandon();
         }
     }
 }

@@ -90,6 +90,14 @@ async fn put(store: &dyn Store, tenant: &str, messages: Vec<NewMessage>) {
         .unwrap();
 }
 
+async fn event_count(store: &dyn Store) -> usize {
+    store
+        .events_query(ALICE, &[], None, None)
+        .await
+        .unwrap()
+        .len()
+}
+
 async fn read_all(store: &dyn Store, tenant: &str, key: &DataKey) -> Option<Vec<u8>> {
     let blob = store.data_get(tenant, key).await.unwrap()?;
     let mut out = Vec::new();
@@ -627,14 +635,7 @@ async fn a_commit_dropped_before_it_led_is_applied_and_leaves_no_leader() {
     )
     .await
     .expect("a later commit must not wait for a vanished leader");
-    assert_eq!(
-        store
-            .events_query(ALICE, &[], None, None)
-            .await
-            .unwrap()
-            .len(),
-        3
-    );
+    assert_eq!(event_count(&store).await, 3);
 }
 
 /// With `synchronous=FULL` a thread of its own leads each group (it waits for an fsync);
@@ -656,14 +657,7 @@ async fn full_synchronous_commits_land_from_many_tasks() {
     for h in handles {
         h.await.unwrap();
     }
-    assert_eq!(
-        store
-            .events_query(ALICE, &[], None, None)
-            .await
-            .unwrap()
-            .len(),
-        64
-    );
+    assert_eq!(event_count(store.as_ref()).await, 64);
     // The same store from a current-thread runtime.
     let store2 = Arc::clone(&store);
     std::thread::spawn(move || {
