@@ -9,19 +9,19 @@
 //!
 //! The writer signals this thread after each group commit (waking it only when it is idle). It
 //! waits [`SETTLE`] so that a burst of commits is checkpointed once, then runs a `PASSIVE`
-//! checkpoint, which never blocks the writer or readers. SQLite restarts the WAL from its beginning once everything in it has been copied
-//! back and no reader still needs it; under sustained load that moment may not come, so if the
-//! WAL grows beyond [`RESTART_FRAMES`] the checkpointer runs a `RESTART` checkpoint, which makes
-//! the next commit start the WAL afresh: a short stall that bounds the file. `RESTART` needs the
-//! write lock, which the writer, committing group after group, almost never leaves free:
-//! SQLite's busy handler retried for its whole timeout (5 s, with no checkpoint meanwhile), and
-//! the WAL grew to 236 MB in a 20,000-write benchmark and to 1.3 GB in the test
-//! `the_wal_stays_bounded_under_sustained_writes` (100–155 MB now, with [`HURRY`]). So the
-//! checkpointer first asks the writer to pause before its next transaction
-//! ([`Wake::pause_for_restart`]). A WAL that wraps
-//! around in place also spares the writer the file system's cost of growing a file (frames
-//! written past its end make the kernel allocate and zero blocks): in profiles of 20,000
-//! writes, the writer's samples fell by ~10%.
+//! checkpoint, which never blocks the writer or readers. SQLite restarts the WAL from its beginning
+//! once everything in it has been copied back and no reader still needs it; under sustained load
+//! that moment may not come, so if the WAL grows beyond [`RESTART_FRAMES`] the checkpointer runs a
+//! `RESTART` checkpoint, which makes the next commit start the WAL afresh: a stall that bounds the
+//! file, kept short by first catching up with more `PASSIVE` rounds ([`catch_up`]), so that little
+//! is left to copy and sync while writers wait. `RESTART` needs the write lock, which the writer,
+//! committing group after group, almost never leaves free: SQLite's busy handler retried for its
+//! whole timeout (5 s, with no checkpoint meanwhile), and the WAL grew to 236 MB in a 20,000-write
+//! benchmark and to 1.3 GB in the test `the_wal_stays_bounded_under_sustained_writes` (100–155 MB
+//! now, with [`HURRY`]). So the checkpointer first asks the writer to pause before its next
+//! transaction ([`Wake::pause_for_restart`]). A WAL that wraps around in place also spares the
+//! writer the file system's cost of growing a file (frames written past its end make the kernel
+//! allocate and zero blocks): in profiles of 20,000 writes, the writer's samples fell by ~10%.
 //!
 //! Durability is unaffected: a commit is durable (under the chosen `synchronous` level) once it
 //! is in the WAL, and a checkpoint interrupted by a crash is redone from the WAL at the next
@@ -29,7 +29,7 @@
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
@@ -56,6 +56,20 @@ const HURRY_FRAMES: i64 = RESTART_FRAMES / 8;
 /// Well below `journal_size_limit` (see `configure_writing`), so that the file is not truncated
 /// at each restart and grown again.
 const RESTART_FRAMES: i64 = 8_192;
+
+/// A catch-up round ([`catch_up`]) that copied at most this many frames ends the catch-up:
+/// 1 MiB, which takes a few milliseconds to copy.
+const RESTART_BACKLOG: i64 = 256;
+
+/// A `PASSIVE` round longer than this is the last before a restart ([`catch_up`]).
+const CATCH_UP_ROUND: Duration = Duration::from_millis(50);
+
+/// At most this many extra `PASSIVE` rounds before a restart.
+const MAX_CATCH_UP_ROUNDS: usize = 8;
+
+/// The WAL size (in frames, 64 MiB) at which the catch-up gives up and the restart pauses the
+/// writer whatever is left to copy, so that the WAL stays bounded.
+const MAX_CATCH_UP_FRAMES: i64 = 2 * RESTART_FRAMES;
 
 /// The longest the writer waits for a restart, so that a stuck checkpointer cannot stop writes.
 const MAX_PAUSE: Duration = Duration::from_secs(1);
@@ -199,12 +213,11 @@ impl Drop for Checkpointer {
 fn run(conn: &Connection, signal: &Signal, restart: &RestartGate) {
     let mut settle = SETTLE;
     while signal.wait_for_round(settle) {
-        let frames = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            row.get::<_, i64>(1)
-        });
-        let restarted = match &frames {
-            Ok(frames) if *frames > RESTART_FRAMES => {
-                let frames = *frames;
+        let round = Instant::now();
+        let frames = passive(conn);
+        let restarted = match frames {
+            Ok(frames) if frames > RESTART_FRAMES => {
+                let frames = catch_up(conn, frames, round.elapsed());
                 restart.set_closed(true);
                 let busy = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| {
                     row.get::<_, i64>(0)
@@ -220,7 +233,7 @@ fn run(conn: &Connection, signal: &Signal, restart: &RestartGate) {
             }
             Ok(_) => false,
             // The next wake-up retries; a persistent failure shows as a growing WAL.
-            Err(e) => {
+            Err(ref e) => {
                 tracing::warn!(error = %e, "WAL checkpoint failed");
                 false
             }
@@ -231,4 +244,51 @@ fn run(conn: &Connection, signal: &Signal, restart: &RestartGate) {
             SETTLE
         };
     }
+}
+
+/// A `PASSIVE` checkpoint: copies the frames in the WAL when it starts and returns their number.
+fn passive(conn: &Connection) -> Result<i64, rusqlite::Error> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
+}
+
+/// Before writers pause for a restart, copies the frames they appended during the last
+/// `PASSIVE` (which took `last_round`) with more `PASSIVE`s, without pausing them, for as long
+/// as rounds are short and each has less to copy than the one before: the `RESTART` then
+/// copies and syncs only what came during the last, shortest round. Returns the WAL's size at
+/// that round.
+///
+/// Without this, the `RESTART` copied under the write lock everything written while the
+/// `PASSIVE` that found the WAL too large ran, and synced it: on a VM whose fsyncs took
+/// 50–250 ms, writers stood still for 170–850 ms per restart, ~40% of the time (strace of the
+/// checkpointer, 2026-12-06). A round longer than [`CATCH_UP_ROUND`] ends the catch-up: writers
+/// appended as much during it as a restart would copy, and another round would only let the
+/// WAL grow (to 250–350 MB instead of 160–190 MB in `the_wal_stays_bounded_under_sustained_writes`,
+/// whose writers append ~300 MB/s).
+fn catch_up(conn: &Connection, mut frames: i64, mut last_round: Duration) -> i64 {
+    // The round that found the WAL too large copied all of it.
+    let mut copied = frames;
+    for _ in 0..MAX_CATCH_UP_ROUNDS {
+        if last_round > CATCH_UP_ROUND || frames > MAX_CATCH_UP_FRAMES {
+            break;
+        }
+        let round = Instant::now();
+        match passive(conn) {
+            Ok(now) => {
+                last_round = round.elapsed();
+                // What this round copied: the frames appended since the last one started
+                // (negative if the WAL restarted meanwhile because no reader needed it).
+                let appended = now - frames;
+                frames = now;
+                if appended <= RESTART_BACKLOG || appended >= copied {
+                    break;
+                }
+                copied = appended;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "WAL checkpoint failed");
+                break;
+            }
+        }
+    }
+    frames
 }
