@@ -17,11 +17,12 @@
 //! is left to copy and sync while writers wait. `RESTART` needs the write lock, which the writer,
 //! committing group after group, almost never leaves free: SQLite's busy handler retried for its
 //! whole timeout (5 s, with no checkpoint meanwhile), and the WAL grew to 236 MB in a 20,000-write
-//! benchmark and to 1.3 GB in the test `the_wal_stays_bounded_under_sustained_writes` (100–155 MB
-//! now, with [`HURRY`]). So the checkpointer first asks the writer to pause before its next
-//! transaction ([`Wake::pause_for_restart`]). A WAL that wraps around in place also spares the
-//! writer the file system's cost of growing a file (frames written past its end make the kernel
-//! allocate and zero blocks): in profiles of 20,000 writes, the writer's samples fell by ~10%.
+//! benchmark and to 1.3 GB in the test `the_wal_stays_bounded_under_sustained_writes` (100–210 MB
+//! now, with [`HURRY`], depending on the machine). So the checkpointer first asks the writer to
+//! pause before its next transaction ([`Wake::pause_for_restart`]). A WAL that wraps around in
+//! place also spares the writer the file system's cost of growing a file (frames written past its
+//! end make the kernel allocate and zero blocks): in profiles of 20,000 writes, the writer's
+//! samples fell by ~10%.
 //!
 //! Durability is unaffected: a commit is durable (under the chosen `synchronous` level) once it
 //! is in the WAL, and a checkpoint interrupted by a crash is redone from the WAL at the next
@@ -57,9 +58,9 @@ const HURRY_FRAMES: i64 = RESTART_FRAMES / 8;
 /// at each restart and grown again.
 const RESTART_FRAMES: i64 = 8_192;
 
-/// A catch-up round ([`catch_up`]) that copied at most this many frames ends the catch-up:
+/// A catch-up round ([`catch_up`]) that had at most this many frames to copy is the last:
 /// 1 MiB, which takes a few milliseconds to copy.
-const RESTART_BACKLOG: i64 = 256;
+const CATCH_UP_DONE_FRAMES: i64 = 256;
 
 /// A `PASSIVE` round longer than this is the last before a restart ([`catch_up`]).
 const CATCH_UP_ROUND: Duration = Duration::from_millis(50);
@@ -67,7 +68,7 @@ const CATCH_UP_ROUND: Duration = Duration::from_millis(50);
 /// At most this many extra `PASSIVE` rounds before a restart.
 const MAX_CATCH_UP_ROUNDS: usize = 8;
 
-/// The WAL size (in frames, 64 MiB) at which the catch-up gives up and the restart pauses the
+/// The WAL size (in frames, 64 MiB) beyond which the catch-up gives up and the restart pauses the
 /// writer whatever is left to copy, so that the WAL stays bounded.
 const MAX_CATCH_UP_FRAMES: i64 = 2 * RESTART_FRAMES;
 
@@ -215,25 +216,28 @@ fn run(conn: &Connection, signal: &Signal, restart: &RestartGate) {
     while signal.wait_for_round(settle) {
         let round = Instant::now();
         let frames = passive(conn);
-        let restarted = match frames {
-            Ok(frames) if frames > RESTART_FRAMES => {
-                let frames = catch_up(conn, frames, round.elapsed());
-                restart.set_closed(true);
-                let busy = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| {
-                    row.get::<_, i64>(0)
-                });
-                restart.set_closed(false);
-                match busy {
-                    Ok(0) => {}
-                    // Readers kept the WAL for the whole busy timeout; the next round retries.
-                    Ok(_) => tracing::debug!(frames, "WAL restart checkpoint was kept waiting"),
-                    Err(e) => tracing::warn!(error = %e, frames, "WAL restart checkpoint failed"),
+        let restarted = match &frames {
+            Ok(frames) if *frames > RESTART_FRAMES => {
+                if let Some(frames) = catch_up(conn, *frames, round.elapsed()) {
+                    restart.set_closed(true);
+                    let busy = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| {
+                        row.get::<_, i64>(0)
+                    });
+                    restart.set_closed(false);
+                    match busy {
+                        Ok(0) => {}
+                        // Readers kept the WAL for the whole busy timeout; the next round retries.
+                        Ok(_) => tracing::debug!(frames, "WAL restart checkpoint was kept waiting"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, frames, "WAL restart checkpoint failed")
+                        }
+                    }
                 }
                 true
             }
             Ok(_) => false,
             // The next wake-up retries; a persistent failure shows as a growing WAL.
-            Err(ref e) => {
+            Err(e) => {
                 tracing::warn!(error = %e, "WAL checkpoint failed");
                 false
             }
@@ -254,41 +258,42 @@ fn passive(conn: &Connection) -> Result<i64, rusqlite::Error> {
 /// Before writers pause for a restart, copies the frames they appended during the last
 /// `PASSIVE` (which took `last_round`) with more `PASSIVE`s, without pausing them, for as long
 /// as rounds are short and each has less to copy than the one before: the `RESTART` then
-/// copies and syncs only what came during the last, shortest round. Returns the WAL's size at
-/// that round.
+/// copies and syncs only what came during the last round. Returns the WAL's size at that
+/// round, or `None` if the WAL restarted on its own meanwhile (a commit found it all copied
+/// back and no reader in it), so that no restart is needed.
 ///
 /// Without this, the `RESTART` copied under the write lock everything written while the
 /// `PASSIVE` that found the WAL too large ran, and synced it: on a VM whose fsyncs took
 /// 50–250 ms, writers stood still for 170–850 ms per restart, ~40% of the time (strace of the
-/// checkpointer, 2026-12-06). A round longer than [`CATCH_UP_ROUND`] ends the catch-up: writers
-/// appended as much during it as a restart would copy, and another round would only let the
-/// WAL grow (to 250–350 MB instead of 160–190 MB in `the_wal_stays_bounded_under_sustained_writes`,
-/// whose writers append ~300 MB/s).
-fn catch_up(conn: &Connection, mut frames: i64, mut last_round: Duration) -> i64 {
-    // The round that found the WAL too large copied all of it.
-    let mut copied = frames;
+/// checkpointer, 2026-12-06). A round longer than [`CATCH_UP_ROUND`] ends the catch-up:
+/// writers appended as much during it as a restart would copy, and another round would only
+/// let the WAL grow. In `the_wal_stays_bounded_under_sustained_writes`, whose writers append
+/// ~300 MB/s, the WAL peaked at 230–350 MB without that limit and at 190–210 MB with it.
+fn catch_up(conn: &Connection, mut frames: i64, mut last_round: Duration) -> Option<i64> {
+    // What the previous round had to copy; no limit for the first comparison.
+    let mut copied = i64::MAX;
     for _ in 0..MAX_CATCH_UP_ROUNDS {
         if last_round > CATCH_UP_ROUND || frames > MAX_CATCH_UP_FRAMES {
             break;
         }
         let round = Instant::now();
         match passive(conn) {
+            Ok(now) if now < frames => return None,
             Ok(now) => {
                 last_round = round.elapsed();
-                // What this round copied: the frames appended since the last one started
-                // (negative if the WAL restarted meanwhile because no reader needed it).
+                // What this round had to copy: the frames appended since the last one started.
                 let appended = now - frames;
                 frames = now;
-                if appended <= RESTART_BACKLOG || appended >= copied {
+                if appended <= CATCH_UP_DONE_FRAMES || appended >= copied {
                     break;
                 }
                 copied = appended;
             }
             Err(e) => {
-                tracing::warn!(error = %e, "WAL checkpoint failed");
+                tracing::warn!(error = %e, "WAL checkpoint failed while catching up for a restart");
                 break;
             }
         }
     }
-    frames
+    Some(frames)
 }
