@@ -527,7 +527,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     );
 
     // Measured before and after the in-process writes, and the mean taken: on a shared VM the
-    // same loop gave 12,600 to 17,700 verifications/s in runs minutes apart.
+    // same loop gave 11,800 to 18,100 verifications/s in runs minutes apart.
     let bound_before = verification_bound();
     println!("Ed25519 verifications/s (one core): {bound_before:.0}");
 

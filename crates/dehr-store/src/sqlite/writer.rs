@@ -32,8 +32,9 @@
 //! The leader blocks the thread it runs on while it applies groups. With `synchronous=NORMAL`
 //! that is CPU work and writes to the page cache, no I/O wait: tens of microseconds per commit,
 //! like the signature check before it. Before each take of the queue it also waits while the
-//! checkpointer restarts the WAL (see the `checkpoint` module; ~13 ms on average in run 7,
-//! about once per 32 MiB of WAL). With `synchronous=FULL` every group waits for an fsync, so a
+//! checkpointer restarts the WAL (see the `checkpoint` module; about once per 32 MiB of WAL,
+//! ~13 ms on average in run 7, up to hundreds of milliseconds where fsyncs are slow, which the
+//! checkpointer's catch-up shortens). With `synchronous=FULL` every group waits for an fsync, so a
 //! thread started for the purpose leads instead of the caller; its start costs far less than
 //! the fsync. (Running the caller's lead in `block_in_place` instead, which first hands the
 //! runtime thread's other tasks to another thread, cost more than it saved without fsyncs:
@@ -613,6 +614,20 @@ mod tests {
 
     const PAGE: u64 = 4096;
 
+    /// A job that keeps the writing connection for `ms` milliseconds.
+    async fn hold_writer(
+        store: &crate::sqlite::SqliteStore,
+        ms: u64,
+    ) -> Result<(), crate::StoreError> {
+        store
+            .shared
+            .with_writer(move |_| {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                Ok(())
+            })
+            .await
+    }
+
     /// Under load that never lets the queue run empty, the caller that leads hands the lead to
     /// a thread after a few rounds, so its own request is not held for as long as the load
     /// lasts; every job still runs.
@@ -626,14 +641,7 @@ mod tests {
                 let store = store.clone();
                 tokio::spawn(async move {
                     for _ in 0..20 {
-                        store
-                            .shared
-                            .with_writer(|_| {
-                                std::thread::sleep(std::time::Duration::from_millis(1));
-                                Ok(())
-                            })
-                            .await
-                            .unwrap();
+                        hold_writer(&store, 1).await.unwrap();
                     }
                 })
             })
@@ -667,15 +675,7 @@ mod tests {
         // A slow job leads; the panicking job and a commit queue behind it, into one round.
         let slow = {
             let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .shared
-                    .with_writer(|_| {
-                        std::thread::sleep(std::time::Duration::from_millis(200));
-                        Ok(())
-                    })
-                    .await
-            })
+            tokio::spawn(async move { hold_writer(&store, 200).await })
         };
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let panicking = {
