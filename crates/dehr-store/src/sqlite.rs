@@ -52,6 +52,7 @@
 mod checkpoint;
 mod codec;
 mod data;
+mod database_sync;
 mod query;
 mod schema;
 mod wal_batch;

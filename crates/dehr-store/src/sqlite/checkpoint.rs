@@ -18,8 +18,9 @@
 //! committing group after group, almost never leaves free: SQLite's busy handler retried for its
 //! whole timeout (5 s, with no checkpoint meanwhile), and the WAL grew to 236 MB in a 20,000-write
 //! benchmark and to 1.3 GB in the test `the_wal_stays_bounded_under_sustained_writes` (100–210 MB
-//! now, with [`HURRY`], depending on the machine). So the checkpointer first asks the writer to
-//! pause before its next transaction ([`Wake::pause_for_restart`]). A WAL that wraps around in
+//! now, with [`HURRY`], depending on the machine). So the checkpointer closes a gate that the
+//! writer's leader passes before each round of transactions, waits for the round under way to
+//! end, and only then asks for the write lock ([`Wake::round`]). A WAL that wraps around in
 //! place also spares the writer the file system's cost of growing a file (frames written past its
 //! end make the kernel allocate and zero blocks): in profiles of 20,000 writes, the writer's
 //! samples fell by ~10%.
@@ -34,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
+use super::database_sync;
 use crate::StoreError;
 
 /// How long to let commits accumulate before checkpointing. Each checkpoint writes every page
@@ -102,10 +104,14 @@ impl Wake {
         }
     }
 
-    /// Called by the writer's leader before each take of its queue: while the checkpointer
-    /// waits to restart the WAL, waits for it to finish (at most [`MAX_PAUSE`]).
-    pub(crate) fn pause_for_restart(&self) {
-        self.restart.wait_until_open();
+    /// Called by the writer's leader around each round of transactions: while the checkpointer
+    /// restarts the WAL, waits for it to finish (at most [`MAX_PAUSE`]), and holds a restart
+    /// back until the round has ended (when the guard is dropped).
+    pub(crate) fn round(&self) -> Round<'_> {
+        self.restart.begin_round();
+        Round {
+            gate: &self.restart,
+        }
     }
 }
 
@@ -113,6 +119,17 @@ impl Drop for Wake {
     fn drop(&mut self) {
         self.signal.lock().closed = true;
         self.signal.changed.notify_one();
+    }
+}
+
+/// A round of the writer's transactions; see [`Wake::round`].
+pub(crate) struct Round<'a> {
+    gate: &'a RestartGate,
+}
+
+impl Drop for Round<'_> {
+    fn drop(&mut self) {
+        self.gate.end_round();
     }
 }
 
@@ -158,28 +175,68 @@ impl Signal {
     }
 }
 
-/// Closed while the checkpointer wants the write lock for a `RESTART` checkpoint.
+/// Keeps the writer's leader and a `RESTART` checkpoint apart: the leader marks each round of
+/// transactions ([`RestartGate::begin_round`]), and the checkpointer closes the gate, waits for
+/// the round under way to end, and only then asks SQLite for the write lock, which is free.
+///
+/// Before, the gate only stopped new rounds: the `RESTART` asked for the write lock while a
+/// round could still be applying, and on a refusal SQLite's busy handler slept 1 ms, then 2, then
+/// 5 (such sleeps showed in profiles of `dehr bench`), while a round takes about a millisecond.
 #[derive(Default)]
 struct RestartGate {
-    closed: Mutex<bool>,
-    opened: Condvar,
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    /// The checkpointer restarts the WAL, or waits to: no new round starts.
+    closed: bool,
+    /// The writer's leader is applying a round.
+    writing: bool,
 }
 
 impl RestartGate {
-    fn set_closed(&self, closed: bool) {
-        // The flag is a plain bool: a panic elsewhere cannot leave it inconsistent.
-        *self.closed.lock().unwrap_or_else(|e| e.into_inner()) = closed;
-        if !closed {
-            self.opened.notify_all();
-        }
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        // Plain flags: a panic elsewhere cannot leave them inconsistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn wait_until_open(&self) {
-        let closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
-        if *closed {
-            let _ = self
-                .opened
-                .wait_timeout_while(closed, MAX_PAUSE, |closed| *closed);
+    /// Closes the gate and waits until no round is under way (at most [`MAX_PAUSE`]).
+    fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        let _ = self
+            .changed
+            .wait_timeout_while(state, MAX_PAUSE, |state| state.writing);
+    }
+
+    fn open(&self) {
+        self.lock().closed = false;
+        self.changed.notify_all();
+    }
+
+    /// Waits while the gate is closed (at most [`MAX_PAUSE`]), then marks a round as started.
+    fn begin_round(&self) {
+        let mut state = self.lock();
+        if state.closed {
+            state = self
+                .changed
+                .wait_timeout_while(state, MAX_PAUSE, |state| state.closed)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        state.writing = true;
+    }
+
+    fn end_round(&self) {
+        let mut state = self.lock();
+        state.writing = false;
+        // Only a closed gate has a checkpointer waiting for this; waking nobody still costs a
+        // system call, once per round.
+        if state.closed {
+            drop(state);
+            self.changed.notify_all();
         }
     }
 }
@@ -218,12 +275,24 @@ fn run(conn: &Connection, signal: &Signal, restart: &RestartGate) {
         let frames = passive(conn);
         let restarted = match &frames {
             Ok(frames) if *frames > RESTART_FRAMES => {
-                if let Some(frames) = catch_up(conn, *frames, round.elapsed()) {
-                    restart.set_closed(true);
+                let first_round = round.elapsed();
+                if let Some(frames) = catch_up(conn, *frames) {
+                    let catch_up_time = round.elapsed() - first_round;
+                    let pause = Instant::now();
+                    restart.close();
                     let busy = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| {
                         row.get::<_, i64>(0)
                     });
-                    restart.set_closed(false);
+                    restart.open();
+                    // What the restart cost writers: `pause_ms`, from closing the gate (which
+                    // waits for the round under way) to reopening it.
+                    tracing::debug!(
+                        frames,
+                        first_round_ms = first_round.as_secs_f64() * 1e3,
+                        catch_up_ms = catch_up_time.as_secs_f64() * 1e3,
+                        pause_ms = pause.elapsed().as_secs_f64() * 1e3,
+                        "WAL restarted"
+                    );
                     match busy {
                         Ok(0) => {}
                         // Readers kept the WAL for the whole busy timeout; the next round retries.
@@ -256,33 +325,53 @@ fn passive(conn: &Connection) -> Result<i64, rusqlite::Error> {
 }
 
 /// Before writers pause for a restart, copies the frames they appended during the last
-/// `PASSIVE` (which took `last_round`) with more `PASSIVE`s, without pausing them, for as long
-/// as rounds are short and each has less to copy than the one before: the `RESTART` then
-/// copies and syncs only what came during the last round. Returns the WAL's size at that
-/// round, or `None` if the WAL restarted on its own meanwhile (a commit found it all copied
-/// back and no reader in it), so that no restart is needed.
+/// `PASSIVE` with more `PASSIVE` rounds, each followed by an fsync of the database file,
+/// without pausing them, for as long as rounds are short and each has less to copy than the one
+/// before: the `RESTART` then copies and syncs only what came during the last round. Returns the
+/// WAL's size at that round, or `None` if the WAL restarted on its own meanwhile (a commit found
+/// it all copied back and no reader in it), so that no restart is needed.
 ///
-/// Without this, the `RESTART` copied under the write lock everything written while the
-/// `PASSIVE` that found the WAL too large ran, and synced it: on a VM whose fsyncs took
-/// 50–250 ms, writers stood still for 170–850 ms per restart, ~40% of the time (strace of the
-/// checkpointer, 2026-12-06). A round longer than [`CATCH_UP_ROUND`] ends the catch-up:
-/// writers appended as much during it as a restart would copy, and another round would only
-/// let the WAL grow. In `the_wal_stays_bounded_under_sustained_writes`, whose writers append
-/// ~300 MB/s, the WAL peaked at 230–350 MB without that limit and at 190–210 MB with it.
-fn catch_up(conn: &Connection, mut frames: i64, mut last_round: Duration) -> Option<i64> {
+/// Why the database fsync here: a `PASSIVE` round that cannot copy everything (writers append
+/// meanwhile, so under load none can) does not sync the database file; SQLite syncs it when a
+/// checkpoint copies the whole WAL, which under load is only the `RESTART`, so that one synced
+/// every page copied since the last restart while writers waited: 17–40 ms of fsync on the
+/// development VM, most of the 8–16 ms median and ~22 ms typical pauses measured (`dehr bench`
+/// with this module's debug log; `perf sched`). Synced here, outside the pause, the `RESTART`'s
+/// own fsync covers the last round only: pauses of 2.4–4.3 ms median (BENCHMARKS.md, run 10).
+/// The sync is an early flush of pages SQLite syncs anyway before it reuses the WAL, so
+/// durability does not depend on it.
+///
+/// Without the extra rounds, the `RESTART` copied under the write lock everything written while
+/// the `PASSIVE` that found the WAL too large ran. A round longer than [`CATCH_UP_ROUND`] (the
+/// first excepted, which carries the long database sync) ends the catch-up: writers appended as
+/// much during it as a restart would copy, and another round would only let the WAL grow. In
+/// `the_wal_stays_bounded_under_sustained_writes`, whose writers append ~300 MB/s, the WAL
+/// peaked at 230–350 MB without that limit and at 190–210 MB with it.
+fn catch_up(conn: &Connection, mut frames: i64) -> Option<i64> {
     // What the previous round had to copy; no limit for the first comparison.
     let mut copied = i64::MAX;
+    let mut last_round = Duration::ZERO;
     for _ in 0..MAX_CATCH_UP_ROUNDS {
         if last_round > CATCH_UP_ROUND || frames > MAX_CATCH_UP_FRAMES {
             break;
         }
         let round = Instant::now();
-        match passive(conn) {
+        let passive = passive(conn);
+        if let Err(e) = database_sync::sync_database(conn) {
+            tracing::warn!(error = %e, "could not sync the database file while catching up");
+        }
+        match passive {
             Ok(now) if now < frames => return None,
             Ok(now) => {
                 last_round = round.elapsed();
                 // What this round had to copy: the frames appended since the last one started.
                 let appended = now - frames;
+                tracing::trace!(
+                    frames = now,
+                    appended,
+                    round_ms = last_round.as_secs_f64() * 1e3,
+                    "WAL catch-up round"
+                );
                 frames = now;
                 if appended <= CATCH_UP_DONE_FRAMES || appended >= copied {
                     break;
@@ -296,4 +385,65 @@ fn catch_up(conn: &Connection, mut frames: i64, mut last_round: Duration) -> Opt
         }
     }
     Some(frames)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use super::RestartGate;
+
+    /// Runs `f` on a thread and reports, after a moment, whether it returned; then lets the
+    /// test release it with `release` and joins it. A wait that should happen but does not is
+    /// caught however slow the machine; a slow machine can only make the check pass.
+    fn returns_before(f: impl FnOnce() + Send + 'static, release: impl FnOnce()) -> bool {
+        let done = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                f();
+                done.store(true, Ordering::SeqCst);
+            })
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        let early = done.load(Ordering::SeqCst);
+        release();
+        thread.join().unwrap();
+        assert!(done.load(Ordering::SeqCst));
+        early
+    }
+
+    /// Closing the gate waits for the writer's round under way, so that the `RESTART` finds
+    /// SQLite's write lock free.
+    #[test]
+    fn closing_waits_for_the_round_under_way() {
+        let gate = Arc::new(RestartGate::default());
+        gate.begin_round();
+        let closer = gate.clone();
+        let ender = gate.clone();
+        assert!(!returns_before(
+            move || closer.close(),
+            move || ender.end_round()
+        ));
+        gate.open();
+    }
+
+    /// A closed gate holds the next round back until it opens.
+    #[test]
+    fn a_round_waits_while_the_gate_is_closed() {
+        let gate = Arc::new(RestartGate::default());
+        gate.close();
+        let writer = gate.clone();
+        let opener = gate.clone();
+        assert!(!returns_before(
+            move || writer.begin_round(),
+            move || opener.open()
+        ));
+        gate.end_round();
+        // Open and idle: closing returns at once.
+        gate.close();
+        gate.open();
+    }
 }

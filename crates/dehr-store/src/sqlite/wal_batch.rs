@@ -25,7 +25,8 @@
 //! Only the connection that writes uses it (see `SqliteStore::open_with`); readers and the
 //! checkpointer never write the WAL.
 //!
-//! This is the crate's only unsafe code: a VFS is a table of C callbacks.
+//! This and the `database_sync` module are the crate's only unsafe code: a VFS is a table of C
+//! callbacks.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, c_int, c_void};

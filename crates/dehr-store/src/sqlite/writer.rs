@@ -33,8 +33,8 @@
 //! that is CPU work and writes to the page cache, no I/O wait: tens of microseconds per commit,
 //! like the signature check before it. Before each take of the queue it also waits while the
 //! checkpointer restarts the WAL (see the `checkpoint` module; about once per 32 MiB of WAL,
-//! ~13 ms on average in run 7, up to hundreds of milliseconds where fsyncs are slow, which the
-//! checkpointer's catch-up shortens). With `synchronous=FULL` every group waits for an fsync, so a
+//! a median of 2–4 ms on the development VM since the checkpointer's catch-up syncs the
+//! database first, 8–16 ms before, more where fsyncs are slow). With `synchronous=FULL` every group waits for an fsync, so a
 //! thread started for the purpose leads instead of the caller; its start costs far less than
 //! the fsync. (Running the caller's lead in `block_in_place` instead, which first hands the
 //! runtime thread's other tasks to another thread, cost more than it saved without fsyncs:
@@ -280,7 +280,7 @@ impl Inner {
                 }
                 std::mem::take(&mut queue.jobs)
             };
-            self.checkpoint.pause_for_restart();
+            let _round = self.checkpoint.round();
             self.apply(&mut conn, jobs);
         }
     }

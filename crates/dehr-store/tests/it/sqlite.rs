@@ -720,6 +720,7 @@ async fn the_wal_stays_bounded_under_sustained_writes() {
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let largest = watcher.join().unwrap();
     let written = (WRITERS * COMMITS_EACH * body.len()) as u64;
+    eprintln!("WAL peak: {largest} bytes for ~{written} bytes of records");
     // Below `journal_size_limit` (256 MiB), so that the WAL wraps around in place rather than
     // being truncated at each restart and grown again. It peaked at 100–155 MB on the
     // development VM, and at 160–210 MB on a slower one.
