@@ -177,15 +177,20 @@ impl Signal {
 
 /// Keeps the writer's leader and a `RESTART` checkpoint apart: the leader marks each round of
 /// transactions ([`RestartGate::begin_round`]), and the checkpointer closes the gate, waits for
-/// the round under way to end, and only then asks SQLite for the write lock, which is free.
+/// the round under way to end, and only then asks SQLite for the write lock, which is then free
+/// (unless the wait timed out: SQLite's busy handler takes over, as it did before).
 ///
 /// Before, the gate only stopped new rounds: the `RESTART` asked for the write lock while a
 /// round could still be applying, and on a refusal SQLite's busy handler slept 1 ms, then 2, then
 /// 5 (such sleeps showed in profiles of `dehr bench`), while a round takes about a millisecond.
-#[derive(Default)]
+///
+/// One `writing` flag suffices because rounds never overlap: the leader applies them holding
+/// the writing connection.
 struct RestartGate {
     state: Mutex<GateState>,
     changed: Condvar,
+    /// The longest either side waits for the other ([`MAX_PAUSE`]; longer in tests).
+    max_wait: Duration,
 }
 
 #[derive(Default)]
@@ -197,18 +202,26 @@ struct GateState {
 }
 
 impl RestartGate {
+    fn new(max_wait: Duration) -> Self {
+        RestartGate {
+            state: Mutex::default(),
+            changed: Condvar::new(),
+            max_wait,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
         // Plain flags: a panic elsewhere cannot leave them inconsistent.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Closes the gate and waits until no round is under way (at most [`MAX_PAUSE`]).
+    /// Closes the gate and waits until no round is under way (at most `max_wait`).
     fn close(&self) {
         let mut state = self.lock();
         state.closed = true;
         let _ = self
             .changed
-            .wait_timeout_while(state, MAX_PAUSE, |state| state.writing);
+            .wait_timeout_while(state, self.max_wait, |state| state.writing);
     }
 
     fn open(&self) {
@@ -216,24 +229,25 @@ impl RestartGate {
         self.changed.notify_all();
     }
 
-    /// Waits while the gate is closed (at most [`MAX_PAUSE`]), then marks a round as started.
+    /// Waits while the gate is closed (at most `max_wait`), then marks a round as started.
     fn begin_round(&self) {
         let mut state = self.lock();
         if state.closed {
             state = self
                 .changed
-                .wait_timeout_while(state, MAX_PAUSE, |state| state.closed)
+                .wait_timeout_while(state, self.max_wait, |state| state.closed)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+        debug_assert!(!state.writing, "rounds of the writer overlap");
         state.writing = true;
     }
 
     fn end_round(&self) {
         let mut state = self.lock();
         state.writing = false;
-        // Only a closed gate has a checkpointer waiting for this; waking nobody still costs a
-        // system call, once per round.
+        // Only a closed gate has a checkpointer waiting for this (it checks `writing` under the
+        // same lock after closing, so none is missed); waking nobody still costs a system call.
         if state.closed {
             drop(state);
             self.changed.notify_all();
@@ -244,7 +258,7 @@ impl RestartGate {
 impl Checkpointer {
     pub(crate) fn start(conn: Connection) -> Result<(Self, Wake), StoreError> {
         let signal = Arc::new(Signal::default());
-        let restart = Arc::new(RestartGate::default());
+        let restart = Arc::new(RestartGate::new(MAX_PAUSE));
         let (signalled, gate) = (signal.clone(), restart.clone());
         let thread = std::thread::Builder::new()
             .name("dehr-store-checkpoint".into())
@@ -276,31 +290,13 @@ fn run(conn: &Connection, signal: &Signal, restart: &RestartGate) {
         let restarted = match &frames {
             Ok(frames) if *frames > RESTART_FRAMES => {
                 let first_round = round.elapsed();
-                if let Some(frames) = catch_up(conn, *frames) {
-                    let catch_up_time = round.elapsed() - first_round;
-                    let pause = Instant::now();
-                    restart.close();
-                    let busy = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| {
-                        row.get::<_, i64>(0)
-                    });
-                    restart.open();
-                    // What the restart cost writers: `pause_ms`, from closing the gate (which
-                    // waits for the round under way) to reopening it.
-                    tracing::debug!(
-                        frames,
-                        first_round_ms = first_round.as_secs_f64() * 1e3,
-                        catch_up_ms = catch_up_time.as_secs_f64() * 1e3,
-                        pause_ms = pause.elapsed().as_secs_f64() * 1e3,
-                        "WAL restarted"
-                    );
-                    match busy {
-                        Ok(0) => {}
-                        // Readers kept the WAL for the whole busy timeout; the next round retries.
-                        Ok(_) => tracing::debug!(frames, "WAL restart checkpoint was kept waiting"),
-                        Err(e) => {
-                            tracing::warn!(error = %e, frames, "WAL restart checkpoint failed")
-                        }
+                match catch_up(conn, *frames) {
+                    CatchUp::Restart(frames) => {
+                        let catch_up_time = round.elapsed() - first_round;
+                        restart_wal(conn, restart, frames, first_round, catch_up_time);
                     }
+                    CatchUp::RestartedOnItsOwn => {}
+                    CatchUp::SyncFailed => return,
                 }
                 true
             }
@@ -319,50 +315,99 @@ fn run(conn: &Connection, signal: &Signal, restart: &RestartGate) {
     }
 }
 
+/// The `RESTART` checkpoint, with writers held at the gate.
+fn restart_wal(
+    conn: &Connection,
+    gate: &RestartGate,
+    frames: i64,
+    first_round: Duration,
+    catch_up_time: Duration,
+) {
+    let pause = Instant::now();
+    gate.close();
+    let busy = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| {
+        row.get::<_, i64>(0)
+    });
+    gate.open();
+    match busy {
+        // What the restart cost writers: `pause_ms`, from closing the gate (which waits for the
+        // round under way) to reopening it.
+        Ok(0) => tracing::debug!(
+            frames,
+            first_round_ms = first_round.as_secs_f64() * 1e3,
+            catch_up_ms = catch_up_time.as_secs_f64() * 1e3,
+            pause_ms = pause.elapsed().as_secs_f64() * 1e3,
+            "WAL restarted"
+        ),
+        // Readers kept the WAL for the whole busy timeout; the next round retries.
+        Ok(_) => tracing::debug!(frames, "WAL restart checkpoint was kept waiting"),
+        Err(e) => tracing::warn!(error = %e, frames, "WAL restart checkpoint failed"),
+    }
+}
+
 /// A `PASSIVE` checkpoint: copies the frames in the WAL when it starts and returns their number.
 fn passive(conn: &Connection) -> Result<i64, rusqlite::Error> {
     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
 }
 
+/// How a catch-up ([`catch_up`]) ended.
+enum CatchUp {
+    /// Little is left to copy: restart now, the WAL holding this many frames.
+    Restart(i64),
+    /// A commit found the WAL all copied back and no reader in it, and started it afresh: no
+    /// restart is needed.
+    RestartedOnItsOwn,
+    /// The database file could not be synced. The checkpointer stops: see [`catch_up`].
+    SyncFailed,
+}
+
 /// Before writers pause for a restart, copies the frames they appended during the last
 /// `PASSIVE` with more `PASSIVE` rounds, each followed by an fsync of the database file,
 /// without pausing them, for as long as rounds are short and each has less to copy than the one
-/// before: the `RESTART` then copies and syncs only what came during the last round. Returns the
-/// WAL's size at that round, or `None` if the WAL restarted on its own meanwhile (a commit found
-/// it all copied back and no reader in it), so that no restart is needed.
+/// before: the `RESTART` then copies and syncs only what came during the last round.
 ///
 /// Why the database fsync here: a `PASSIVE` round that cannot copy everything (writers append
 /// meanwhile, so under load none can) does not sync the database file; SQLite syncs it when a
 /// checkpoint copies the whole WAL, which under load is only the `RESTART`, so that one synced
-/// every page copied since the last restart while writers waited: 17–40 ms of fsync on the
-/// development VM, most of the 8–16 ms median and ~22 ms typical pauses measured (`dehr bench`
-/// with this module's debug log; `perf sched`). Synced here, outside the pause, the `RESTART`'s
-/// own fsync covers the last round only: pauses of 2.4–4.3 ms median (BENCHMARKS.md, run 10).
-/// The sync is an early flush of pages SQLite syncs anyway before it reuses the WAL, so
-/// durability does not depend on it.
+/// every page copied since the last restart while writers waited. On the development VM that
+/// fsync took 12–20 ms (a trace of the checkpointer's system calls) and restarts paused writers
+/// for 8–16 ms median (`dehr bench` with this module's debug log); synced here, outside the
+/// pause, the `RESTART`'s own fsync covers the last round only, and the median pause fell to
+/// 2–4 ms (BENCHMARKS.md, run 10). When it succeeds, the sync only flushes early pages that
+/// SQLite syncs anyway before the WAL is reused.
+///
+/// When it fails, the checkpointer stops for good ([`CatchUp::SyncFailed`]): Linux reports a
+/// failed write-back once per open file, and this sync goes through SQLite's own file, so
+/// SQLite's next sync could succeed over pages that never reached the disk, and the WAL, which
+/// still holds them, would be reused. Without checkpoints the WAL keeps every commit and grows;
+/// the error tells the operator to check the disk and restart, which replays the WAL.
 ///
 /// Without the extra rounds, the `RESTART` copied under the write lock everything written while
-/// the `PASSIVE` that found the WAL too large ran. A round longer than [`CATCH_UP_ROUND`] (the
-/// first excepted, which carries the long database sync) ends the catch-up: writers appended as
+/// the `PASSIVE` that found the WAL too large ran. A round longer than [`CATCH_UP_ROUND`] ends
+/// the catch-up (except the first, which carries the long database sync): writers appended as
 /// much during it as a restart would copy, and another round would only let the WAL grow. In
 /// `the_wal_stays_bounded_under_sustained_writes`, whose writers append ~300 MB/s, the WAL
-/// peaked at 230–350 MB without that limit and at 190–210 MB with it.
-fn catch_up(conn: &Connection, mut frames: i64) -> Option<i64> {
+/// peaked at 230–350 MB without that limit and at 190–210 MB with it (130–155 MB in run 10).
+fn catch_up(conn: &Connection, mut frames: i64) -> CatchUp {
     // What the previous round had to copy; no limit for the first comparison.
     let mut copied = i64::MAX;
     let mut last_round = Duration::ZERO;
-    for _ in 0..MAX_CATCH_UP_ROUNDS {
-        if last_round > CATCH_UP_ROUND || frames > MAX_CATCH_UP_FRAMES {
+    for i in 0..MAX_CATCH_UP_ROUNDS {
+        if (i > 1 && last_round > CATCH_UP_ROUND) || frames > MAX_CATCH_UP_FRAMES {
             break;
         }
         let round = Instant::now();
-        let passive = passive(conn);
-        if let Err(e) = database_sync::sync_database(conn) {
-            tracing::warn!(error = %e, "could not sync the database file while catching up");
-        }
-        match passive {
-            Ok(now) if now < frames => return None,
+        match passive(conn) {
+            Ok(now) if now < frames => return CatchUp::RestartedOnItsOwn,
             Ok(now) => {
+                if let Err(e) = database_sync::sync_database(conn) {
+                    tracing::error!(
+                        error = %e,
+                        "could not sync the database file: checkpoints stop, the WAL keeps every \
+                         write and grows; check the disk, then restart, which replays the WAL"
+                    );
+                    return CatchUp::SyncFailed;
+                }
                 last_round = round.elapsed();
                 // What this round had to copy: the frames appended since the last one started.
                 let appended = now - frames;
@@ -384,66 +429,72 @@ fn catch_up(conn: &Connection, mut frames: i64) -> Option<i64> {
             }
         }
     }
-    Some(frames)
+    CatchUp::Restart(frames)
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::time::Duration;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
 
     use super::RestartGate;
 
-    /// Runs `f` on a thread and reports, after a moment, whether it returned; then lets the
-    /// test release it with `release` and joins it. A wait that should happen but does not is
-    /// caught however slow the machine; a slow machine can only make the check pass.
-    fn returns_before(f: impl FnOnce() + Send + 'static, release: impl FnOnce()) -> bool {
-        let done = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let done = done.clone();
-            std::thread::spawn(move || {
-                f();
-                done.store(true, Ordering::SeqCst);
-            })
-        };
-        std::thread::sleep(Duration::from_millis(100));
-        let early = done.load(Ordering::SeqCst);
+    /// Far longer than any test waits: a wait that ends by timing out fails the test.
+    const TEST_WAIT: Duration = Duration::from_secs(60);
+    /// Bound on a wait that the other side ends, far below [`TEST_WAIT`].
+    const PROMPT: Duration = Duration::from_secs(10);
+
+    /// Runs `wait` on a thread; checks that it has not returned 100 ms after it started, then
+    /// calls `release` and checks that it returns promptly (not by timing out).
+    fn waits_until_released(wait: impl FnOnce() + Send + 'static, release: impl FnOnce()) {
+        let (started_tx, started) = mpsc::channel();
+        let (done_tx, done) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            started_tx.send(()).unwrap();
+            wait();
+            done_tx.send(Instant::now()).unwrap();
+        });
+        started.recv().unwrap();
+        assert!(
+            done.recv_timeout(Duration::from_millis(100)).is_err(),
+            "returned before being released"
+        );
+        let released = Instant::now();
         release();
+        let returned = done.recv_timeout(PROMPT).expect("not woken when released");
+        assert!(returned.saturating_duration_since(released) < PROMPT);
         thread.join().unwrap();
-        assert!(done.load(Ordering::SeqCst));
-        early
     }
 
     /// Closing the gate waits for the writer's round under way, so that the `RESTART` finds
-    /// SQLite's write lock free.
+    /// SQLite's write lock free, and is woken when the round ends.
     #[test]
     fn closing_waits_for_the_round_under_way() {
-        let gate = Arc::new(RestartGate::default());
+        let gate = Arc::new(RestartGate::new(TEST_WAIT));
         gate.begin_round();
-        let closer = gate.clone();
-        let ender = gate.clone();
-        assert!(!returns_before(
-            move || closer.close(),
-            move || ender.end_round()
-        ));
+        let (closer, ender) = (gate.clone(), gate.clone());
+        waits_until_released(move || closer.close(), move || ender.end_round());
         gate.open();
     }
 
     /// A closed gate holds the next round back until it opens.
     #[test]
     fn a_round_waits_while_the_gate_is_closed() {
-        let gate = Arc::new(RestartGate::default());
+        let gate = Arc::new(RestartGate::new(TEST_WAIT));
         gate.close();
-        let writer = gate.clone();
-        let opener = gate.clone();
-        assert!(!returns_before(
-            move || writer.begin_round(),
-            move || opener.open()
-        ));
+        let (writer, opener) = (gate.clone(), gate.clone());
+        waits_until_released(move || writer.begin_round(), move || opener.open());
         gate.end_round();
-        // Open and idle: closing returns at once.
+    }
+
+    /// With no round under way, closing does not wait.
+    #[test]
+    fn closing_an_idle_gate_does_not_wait() {
+        let gate = RestartGate::new(TEST_WAIT);
+        let start = Instant::now();
         gate.close();
+        assert!(start.elapsed() < PROMPT);
         gate.open();
     }
 }

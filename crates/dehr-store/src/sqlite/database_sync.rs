@@ -13,8 +13,9 @@ use std::ffi::c_void;
 use rusqlite::{Connection, ffi};
 
 /// Flushes the main database file of `conn` to stable storage (`SQLITE_SYNC_NORMAL`, as SQLite
-/// syncs it at checkpoints with `synchronous=NORMAL` or `FULL`).
-pub(crate) fn sync_database(conn: &Connection) -> Result<(), rusqlite::Error> {
+/// syncs it at checkpoints with `synchronous=NORMAL` or `FULL`). `false` if the database has no
+/// file (in memory).
+pub(crate) fn sync_database(conn: &Connection) -> Result<bool, rusqlite::Error> {
     let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
     // SAFETY: `conn.handle()` is an open connection used only by this thread for the duration
     // of the call (`&Connection` is not `Sync`); `SQLITE_FCNTL_FILE_POINTER` writes the
@@ -40,13 +41,13 @@ pub(crate) fn sync_database(conn: &Connection) -> Result<(), rusqlite::Error> {
         {
             Some(sync) => sync(file, ffi::SQLITE_SYNC_NORMAL),
             // No open file (an in-memory database): nothing to sync.
-            None => ffi::SQLITE_OK,
+            None => return Ok(false),
         }
     };
     if rc != ffi::SQLITE_OK {
         return Err(rusqlite::Error::SqliteFailure(ffi::Error::new(rc), None));
     }
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -63,7 +64,7 @@ mod tests {
             "PRAGMA journal_mode = WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1);",
         )
         .unwrap();
-        sync_database(&conn).unwrap();
-        sync_database(&Connection::open_in_memory().unwrap()).unwrap();
+        assert!(sync_database(&conn).unwrap(), "the file was not synced");
+        assert!(!sync_database(&Connection::open_in_memory().unwrap()).unwrap());
     }
 }
