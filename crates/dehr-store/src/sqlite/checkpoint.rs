@@ -373,7 +373,7 @@ enum CatchUp {
 /// fsync took 12–20 ms (a trace of the checkpointer's system calls) and restarts paused writers
 /// for 8–16 ms median (`dehr bench` with this module's debug log); synced here, outside the
 /// pause, the `RESTART`'s own fsync covers the last round only, and the median pause fell to
-/// 2–4 ms (BENCHMARKS.md, run 10). When it succeeds, the sync only flushes early pages that
+/// 2–6 ms (BENCHMARKS.md, run 10). When it succeeds, the sync only flushes early pages that
 /// SQLite syncs anyway before the WAL is reused.
 ///
 /// When it fails, the checkpointer stops for good ([`CatchUp::SyncFailed`]): Linux reports a
