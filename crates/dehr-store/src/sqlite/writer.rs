@@ -27,7 +27,10 @@
 //! wake-up; 1.35 of 2 CPUs busy with 8 clients). Led by callers without the yield, groups
 //! averaged 1.07 commits, each paying for the pages every transaction rewrites; with it, 2.5.
 //! In interleaved `dehr bench` runs the two steps together wrote ~10% more per second in
-//! process and ~25% more over HTTP (BENCHMARKS.md, run 8).
+//! process and ~25% more over HTTP (BENCHMARKS.md, run 8). Measured again in run 10, rounds
+//! averaged ~5 commits and ~250 µs at ~10k writes/s, and in 30% of the time all eight of the
+//! benchmark's writes waited for the round being applied while the other core idled: a convoy
+//! that shorter commits would break (see BENCHMARKS.md, run 10).
 //!
 //! The leader blocks the thread it runs on while it applies groups. With `synchronous=NORMAL`
 //! that is CPU work and writes to the page cache, no I/O wait: tens of microseconds per commit,
@@ -37,9 +40,10 @@
 //! 32 MiB of WAL and paused writers for a median of 2–6 ms on the development VM once the
 //! checkpointer's catch-up synced the database first, 8–16 ms before, more where fsyncs are
 //! slow). With `synchronous=FULL` every group waits for an fsync, so a thread started for the
-//! purpose leads instead of the caller; its start costs far less than the fsync. (Running the caller's lead in `block_in_place` instead, which first hands the
-//! runtime thread's other tasks to another thread, cost more than it saved without fsyncs:
-//! the benchmark fell from ~10.4k to ~8.3k writes per second.)
+//! purpose leads instead of the caller; its start costs far less than the fsync. (Running the
+//! caller's lead in `block_in_place` instead, which first hands the runtime thread's other
+//! tasks to another thread, cost more than it saved without fsyncs: the benchmark fell from
+//! ~10.4k to ~8.3k writes per second.)
 //!
 //! The queue never keeps jobs without a leader. Leading itself happens within one poll or on a
 //! thread of its own; a caller dropped during its yield leads in its destructor (on a thread
