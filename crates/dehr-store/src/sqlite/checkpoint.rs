@@ -370,7 +370,7 @@ enum CatchUp {
 /// meanwhile, so under load none can) does not sync the database file; SQLite syncs it when a
 /// checkpoint copies the whole WAL, which under load is only the `RESTART`, so that one synced
 /// every page copied since the last restart while writers waited. On the development VM that
-/// fsync took 12–20 ms (a trace of the checkpointer's system calls) and restarts paused writers
+/// fsync took 17–20 ms (a trace of the checkpointer's system calls) and restarts paused writers
 /// for 8–16 ms median (`dehr bench` with this module's debug log); synced here, outside the
 /// pause, the `RESTART`'s own fsync covers the last round only, and the median pause fell to
 /// 2–6 ms (BENCHMARKS.md, run 10). When it succeeds, the sync only flushes early pages that
