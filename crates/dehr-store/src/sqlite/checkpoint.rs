@@ -64,7 +64,8 @@ const RESTART_FRAMES: i64 = 8_192;
 /// 1 MiB, which takes a few milliseconds to copy.
 const CATCH_UP_DONE_FRAMES: i64 = 256;
 
-/// A `PASSIVE` round longer than this is the last before a restart ([`catch_up`]).
+/// A catch-up round longer than this is the last before a restart, except the first, which
+/// carries the long database sync ([`catch_up`]).
 const CATCH_UP_ROUND: Duration = Duration::from_millis(50);
 
 /// At most this many extra `PASSIVE` rounds before a restart.
@@ -371,7 +372,7 @@ enum CatchUp {
 /// checkpoint copies the whole WAL, which under load is only the `RESTART`, so that one synced
 /// every page copied since the last restart while writers waited. On the development VM that
 /// fsync took 17–20 ms (a trace of the checkpointer's system calls) and restarts paused writers
-/// for 8–16 ms median (`dehr bench` with this module's debug log); synced here, outside the
+/// for a median of ~13 ms (`dehr bench` with this module's debug log); synced here, outside the
 /// pause, the `RESTART`'s own fsync covers the last round only, and the median pause fell to
 /// 2–6 ms (BENCHMARKS.md, run 10). When it succeeds, the sync only flushes early pages that
 /// SQLite syncs anyway before the WAL is reused.
@@ -453,17 +454,15 @@ mod tests {
         let thread = std::thread::spawn(move || {
             started_tx.send(()).unwrap();
             wait();
-            done_tx.send(Instant::now()).unwrap();
+            done_tx.send(()).unwrap();
         });
         started.recv().unwrap();
         assert!(
             done.recv_timeout(Duration::from_millis(100)).is_err(),
             "returned before being released"
         );
-        let released = Instant::now();
         release();
-        let returned = done.recv_timeout(PROMPT).expect("not woken when released");
-        assert!(returned.saturating_duration_since(released) < PROMPT);
+        done.recv_timeout(PROMPT).expect("not woken when released");
         thread.join().unwrap();
     }
 

@@ -38,7 +38,7 @@
 //! the checkpointer's gate: it waits while the checkpointer restarts the WAL, and holds a
 //! restart back until it ends (see the `checkpoint` module; a restart comes about once per
 //! 32 MiB of WAL and paused writers for a median of 2–6 ms on the development VM once the
-//! checkpointer's catch-up synced the database first, 8–16 ms before, more where fsyncs are
+//! checkpointer's catch-up synced the database first, ~13 ms before, more where fsyncs are
 //! slow). With `synchronous=FULL` every group waits for an fsync, so a thread started for the
 //! purpose leads instead of the caller; its start costs far less than the fsync. (Running the
 //! caller's lead in `block_in_place` instead, which first hands the runtime thread's other
