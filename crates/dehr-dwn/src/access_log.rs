@@ -48,30 +48,45 @@ pub(crate) struct Attempt {
     context_id: Option<String>,
 }
 
-fn str_at(value: &Value, pointer: &str) -> Option<String> {
-    value
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .map(str::to_owned)
+/// The string at `path` (object keys, or array indexes as decimal strings).
+///
+/// Not `Value::pointer`: it allocates two strings per path segment (to unescape `~0` and `~1`),
+/// and this runs for every message a node processes.
+fn str_at(value: &Value, path: &[&str]) -> Option<String> {
+    at(value, path).and_then(Value::as_str).map(str::to_owned)
+}
+
+fn at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(value, |value, key| match value {
+        Value::Array(items) => items.get(key.parse::<usize>().ok()?),
+        other => other.get(key),
+    })
 }
 
 /// The signature payload of the first signature (unverified; only read for the log).
 fn payload_of(message: &Value) -> Option<Map<String, Value>> {
-    let payload = message
-        .pointer("/authorization/signature/payload")?
-        .as_str()?;
+    let payload = at(message, &["authorization", "signature", "payload"])?.as_str()?;
     let bytes = dehr_core::encoding::b64url_decode(payload).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
 fn signer_of(message: &Value) -> Option<String> {
-    let protected = message
-        .pointer("/authorization/signature/signatures/0/protected")?
-        .as_str()?;
+    /// The one header field needed; the rest is skipped unparsed.
+    #[derive(Deserialize)]
+    struct Header<'a> {
+        #[serde(borrow)]
+        kid: std::borrow::Cow<'a, str>,
+    }
+    let protected = at(
+        message,
+        &["authorization", "signature", "signatures", "0", "protected"],
+    )?
+    .as_str()?;
     let bytes = dehr_core::encoding::b64url_decode(protected).ok()?;
-    let header: Value = serde_json::from_slice(&bytes).ok()?;
-    let kid = header.get("kid")?.as_str()?;
-    dehr_core::did::did_from_kid(kid).ok().map(str::to_owned)
+    let header: Header<'_> = serde_json::from_slice(&bytes).ok()?;
+    dehr_core::did::did_from_kid(&header.kid)
+        .ok()
+        .map(str::to_owned)
 }
 
 impl Attempt {
@@ -85,20 +100,21 @@ impl Attempt {
         let payload = payload_of(message).unwrap_or_default();
         let payload_str = |key: &str| payload.get(key).and_then(Value::as_str).map(str::to_owned);
         let descriptor_or_filter = |key: &str| {
-            str_at(message, &format!("/descriptor/{key}"))
-                .or_else(|| str_at(message, &format!("/descriptor/filter/{key}")))
+            str_at(message, &["descriptor", key])
+                .or_else(|| str_at(message, &["descriptor", "filter", key]))
         };
         Some(Self {
             actor,
             interface: interface.to_owned(),
             method: method.to_owned(),
-            message_timestamp: str_at(message, "/descriptor/messageTimestamp"),
+            message_timestamp: str_at(message, &["descriptor", "messageTimestamp"]),
             permission_grant_id: payload_str("permissionGrantId"),
             delegated_grant_id: payload_str("delegatedGrantId"),
             protocol: descriptor_or_filter("protocol"),
             protocol_path: descriptor_or_filter("protocolPath"),
-            record_id: str_at(message, "/recordId").or_else(|| descriptor_or_filter("recordId")),
-            context_id: str_at(message, "/contextId").or_else(|| descriptor_or_filter("contextId")),
+            record_id: str_at(message, &["recordId"]).or_else(|| descriptor_or_filter("recordId")),
+            context_id: str_at(message, &["contextId"])
+                .or_else(|| descriptor_or_filter("contextId")),
         })
     }
 
@@ -108,11 +124,11 @@ impl Attempt {
         if let Some(write) = reply.body.get("entry").and_then(|e| e.get("recordsWrite")) {
             self.protocol = self
                 .protocol
-                .or_else(|| str_at(write, "/descriptor/protocol"));
+                .or_else(|| str_at(write, &["descriptor", "protocol"]));
             self.protocol_path = self
                 .protocol_path
-                .or_else(|| str_at(write, "/descriptor/protocolPath"));
-            self.context_id = self.context_id.or_else(|| str_at(write, "/contextId"));
+                .or_else(|| str_at(write, &["descriptor", "protocolPath"]));
+            self.context_id = self.context_id.or_else(|| str_at(write, &["contextId"]));
         }
         let mut record_ids: Vec<String> = Vec::new();
         if let Some(entries) = reply.body.get("entries").and_then(Value::as_array) {

@@ -206,14 +206,15 @@ impl Dwn {
         if !self.config.tenant_gate.is_active_tenant(tenant) {
             return Reply::new(401, format!("DID {tenant} is not an active tenant."));
         }
-        let interface = message
-            .pointer("/descriptor/interface")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let method = message
-            .pointer("/descriptor/method")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        // `get`, not `Value::pointer`, which allocates for every path segment.
+        let descriptor_str = |key: &str| {
+            message
+                .get("descriptor")
+                .and_then(|d| d.get(key))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let (interface, method) = (descriptor_str("interface"), descriptor_str("method"));
         let (Some(interface), Some(method)) = (interface, method) else {
             let show = |p: &str| {
                 message

@@ -170,6 +170,21 @@ async fn open_engine(dir: &std::path::Path) -> Result<Arc<Dwn>> {
     )))
 }
 
+/// CPU time used by this process so far (all threads, user and system), from `/proc/self/stat`;
+/// `None` where there is no such file. Its unit is the clock tick, 10 ms on Linux (`USER_HZ`
+/// is 100 on every architecture's user-space ABI): ~0.5% of a one-second phase on 2 CPUs.
+fn process_cpu_time() -> Option<Duration> {
+    const TICKS_PER_S: u64 = 100;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace();
+    // Fields 14 and 15 (utime, stime) are the 12th and 13th after the name.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 1000 / TICKS_PER_S))
+}
+
 /// Ed25519 verifications per second on one core: the cost floor of an authenticated write.
 fn verification_bound() -> f64 {
     let private = generate_private_jwk(KeyType::Ed25519);
@@ -536,7 +551,12 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let dwn = open_engine(dir.path()).await?;
     eprintln!("signing {} writes…", args.writes * 2);
     let batch = signed_writes(&owner, args.writes, 0, false)?;
+    let (cpu_before, started) = (process_cpu_time(), Instant::now());
     let in_process = writes_in_process(&dwn, &owner, batch, args.clients).await?;
+    let cpu = process_cpu_time()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
+    let wall = started.elapsed();
     let bound_after = verification_bound();
     let bound = (bound_before + bound_after) / 2.0;
     println!(
@@ -551,6 +571,22 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         in_process / bound
     );
     figures.insert("writes_per_s_in_process".into(), json!(in_process));
+    if let Some(cpu) = cpu {
+        // Where the writes stand against the bound: CPU per write in verifications, and how
+        // much of the machine was busy (the rest waited, see BENCHMARKS.md run 10).
+        let per_write = cpu.as_secs_f64() / args.writes as f64;
+        println!(
+            "CPU per in-process write: {:.0} µs = {:.2} verifications; {:.2} CPUs busy",
+            per_write * 1e6,
+            per_write * bound,
+            cpu.as_secs_f64() / wall.as_secs_f64()
+        );
+        figures.insert("cpu_us_per_write_in_process".into(), json!(per_write * 1e6));
+        figures.insert(
+            "cpus_busy_in_process".into(),
+            json!(cpu.as_secs_f64() / wall.as_secs_f64()),
+        );
+    }
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/", listener.local_addr()?);

@@ -597,6 +597,23 @@ async fn group_commit_keeps_each_commit_atomic() {
     let events = store.events_query(ALICE, &[], None, None).await.unwrap();
     assert_eq!(events.len(), 400 - 134);
     assert!(events.iter().all(|e| e.message_cid != "bafy-not-stored"));
+    assert!(
+        events.windows(2).all(|w| w[0].watermark < w[1].watermark),
+        "watermarks must be distinct, in log order"
+    );
+
+    // The event counter is kept in each group's transaction: after a reopen, the next event
+    // comes after every one handed out, the failed commits' included.
+    let newest = events.last().map(|e| e.watermark).unwrap();
+    drop(store);
+    let store = SqliteStore::open(dir.path()).unwrap();
+    put(&store, ALICE, vec![record(400, "p")]).await;
+    let after = store
+        .events_query(ALICE, &[], Some(newest), None)
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 1);
+    assert!(after[0].watermark > newest);
 }
 
 /// A commit whose caller gives up while it waits to lead its group (a dropped request) is still
