@@ -597,9 +597,12 @@ async fn group_commit_keeps_each_commit_atomic() {
     let events = store.events_query(ALICE, &[], None, None).await.unwrap();
     assert_eq!(events.len(), 400 - 134);
     assert!(events.iter().all(|e| e.message_cid != "bafy-not-stored"));
+    // Watermarks are handed out as by the memory backend: one per applied event, no gaps
+    // where commits failed.
     assert!(
-        events.windows(2).all(|w| w[0].watermark < w[1].watermark),
-        "watermarks must be distinct, in log order"
+        events.iter().map(|e| e.watermark).eq(1..=266),
+        "{:?}",
+        events.iter().map(|e| e.watermark).collect::<Vec<_>>()
     );
 
     // The event counter is kept in each group's transaction: after a reopen, the next event
