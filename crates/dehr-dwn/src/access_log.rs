@@ -71,7 +71,9 @@ fn payload_of(message: &Value) -> Option<Map<String, Value>> {
 }
 
 fn signer_of(message: &Value) -> Option<String> {
-    /// The one header field needed; the rest is skipped unparsed.
+    /// The one header field needed; the others are checked as JSON but not built. Read as
+    /// the verifier reads the header (`dehr_core::jws`): a header with two `kid`s names no
+    /// signer (the message then fails authentication, and is logged as anonymous).
     #[derive(Deserialize)]
     struct Header<'a> {
         #[serde(borrow)]
@@ -141,7 +143,7 @@ impl Attempt {
         if let Some(id) = reply
             .body
             .get("entry")
-            .and_then(|e| e.pointer("/recordsWrite/recordId"))
+            .and_then(|e| at(e, &["recordsWrite", "recordId"]))
             .and_then(Value::as_str)
         {
             record_ids.push(id.to_owned());

@@ -478,8 +478,8 @@ fn apply_group(
 }
 
 /// The event counter (`event_counter.last`) of one transaction, read at its start and written
-/// once at its end. Updated by every commit instead (`UPDATE … RETURNING`, which steps the
-/// statement twice), it cost ~2% of the CPU of `dehr bench`'s writes, all of it on the writer.
+/// once at its end. Updated by every commit instead (`UPDATE … RETURNING`), it cost ~2% of the
+/// CPU of `dehr bench`'s writes (BENCHMARKS.md, runs 10 and 11), all of it on the writer.
 #[derive(Clone, Copy)]
 pub(crate) struct EventCounter {
     /// The last watermark handed out.
@@ -766,6 +766,61 @@ mod tests {
         for cid in [first, second, third] {
             assert!(store.get(ALICE, &cid).await.unwrap().is_some());
         }
+    }
+
+    /// A commit that fails inside a group (applied again with a savepoint per commit) gives
+    /// its watermark back: the log has no gap, and the counter is stored with the group.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_commit_in_a_group_leaves_no_gap_in_the_log() {
+        use crate::Store;
+        const ALICE: &str = "did:example:alice";
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(crate::sqlite::SqliteStore::open(dir.path()).unwrap());
+        let commit_of = |i, fails: bool| {
+            let m = bench_write(i, ALICE);
+            let mut append_events = vec![m.message_cid.clone()];
+            if fails {
+                // Refused by the writer, after the put was applied to the group's transaction.
+                append_events.push("bafy-not-stored".into());
+            }
+            Commit {
+                append_events,
+                put: vec![m],
+                ..Commit::default()
+            }
+        };
+        store.commit(ALICE, commit_of(1, false)).await.unwrap();
+        // A slow job leads; three commits queue behind it, into one group.
+        let slow = {
+            let store = store.clone();
+            tokio::spawn(async move { hold_writer(&store, 200).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let mut queued = Vec::new();
+        for (i, fails) in [(2, false), (3, true), (4, false)] {
+            let store = store.clone();
+            let commit = commit_of(i, fails);
+            queued.push(tokio::spawn(
+                async move { store.commit(ALICE, commit).await },
+            ));
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        slow.await.unwrap().unwrap();
+        let results: Vec<bool> = futures_util::future::join_all(queued)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap().is_ok())
+            .collect();
+        assert_eq!(results, [true, false, true]);
+        store.commit(ALICE, commit_of(5, false)).await.unwrap();
+        let watermarks: Vec<u64> = store
+            .events_query(ALICE, &[], None, None)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.watermark)
+            .collect();
+        assert_eq!(watermarks, [1, 2, 3, 4]);
     }
 
     /// A record's first write as the engine stores it for `dehr bench`: a flat record with a
