@@ -36,6 +36,9 @@ fn hex(bytes: &[u8]) -> String {
 /// What the engine knows about a message before processing it, for the log.
 #[derive(Debug, Default)]
 pub(crate) struct Attempt {
+    /// The message claims to be signed by the tenant: logged only if that claim fails
+    /// authentication (a forgery), not as the tenant's own message.
+    pub(crate) claims_tenant: bool,
     actor: Option<String>,
     interface: String,
     method: String,
@@ -92,20 +95,25 @@ fn signer_of(message: &Value) -> Option<String> {
 }
 
 impl Attempt {
-    /// Reads what the log needs from a message, without validating it; `None` for a message
-    /// signed by the tenant itself, which is not logged.
-    pub(crate) fn of(tenant: &str, interface: &str, method: &str, message: &Value) -> Option<Self> {
+    /// Reads what the log needs from a message, without validating it. For a message that
+    /// claims to be signed by the tenant (logged only if it fails authentication, see
+    /// [`Attempt::claims_tenant`]) the signature payload is not decoded: its grant ids are
+    /// left out, which spares the tenant's own messages the work.
+    pub(crate) fn of(tenant: &str, interface: &str, method: &str, message: &Value) -> Self {
         let actor = signer_of(message);
-        if actor.as_deref() == Some(tenant) {
-            return None;
-        }
-        let payload = payload_of(message).unwrap_or_default();
+        let claims_tenant = actor.as_deref() == Some(tenant);
+        let payload = if claims_tenant {
+            Map::new()
+        } else {
+            payload_of(message).unwrap_or_default()
+        };
         let payload_str = |key: &str| payload.get(key).and_then(Value::as_str).map(str::to_owned);
         let descriptor_or_filter = |key: &str| {
             str_at(message, &["descriptor", key])
                 .or_else(|| str_at(message, &["descriptor", "filter", key]))
         };
-        Some(Self {
+        Self {
+            claims_tenant,
             actor,
             interface: interface.to_owned(),
             method: method.to_owned(),
@@ -117,7 +125,7 @@ impl Attempt {
             record_id: str_at(message, &["recordId"]).or_else(|| descriptor_or_filter("recordId")),
             context_id: str_at(message, &["contextId"])
                 .or_else(|| descriptor_or_filter("contextId")),
-        })
+        }
     }
 
     /// The log entry for the attempt and its reply.

@@ -102,6 +102,19 @@ pub async fn authenticate(
     Ok(())
 }
 
+/// Whether `code` is one that [`authenticate`] fails with: a signature that did not verify, or a
+/// signer that could not be resolved. The access log records such a refusal even when the
+/// message claims to come from the tenant, since the claim is what failed.
+pub(crate) fn is_authentication_failure(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::AuthenticationFailed
+            | ErrorCode::GeneralJwsVerifierInvalidSignature
+            | ErrorCode::GeneralJwsVerifierGetPublicKeyNotFound
+            | ErrorCode::DidResolutionFailed
+    )
+}
+
 /// Verifies one signature (messages whose authorization is a bare signature).
 pub async fn authenticate_signature(
     signature: &GeneralJws,

@@ -266,6 +266,10 @@ impl Dwn {
                 format!("{i}{m} is not a supported interface and method"),
             )),
         };
+        // The tenant's own messages are not logged, but one that only claims to be (its
+        // signature failed) is an attempt by someone else.
+        let logged = !attempt.claims_tenant
+            || matches!(&result, Err(e) if crate::auth::is_authentication_failure(e.code));
         let reply = match result {
             Ok(reply) => reply,
             Err(e) => {
@@ -279,7 +283,7 @@ impl Dwn {
                 Reply::from_error(&e)
             }
         };
-        if let Some(attempt) = attempt {
+        if logged {
             let entry = attempt.entry(&reply);
             self.log_access(tenant, entry).await;
         }

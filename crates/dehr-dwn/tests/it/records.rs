@@ -520,3 +520,42 @@ fn builder_reproduces_the_reference_records_write() {
         "bafyreihowfvmpuis3zwmookgsgnovjjwv3tlg5czxe25ww3fqt5g4taejy"
     );
 }
+
+/// A message that names the tenant as its signer but is signed with another key (a forgery) is
+/// refused and written to the tenant's access log in the tenant's name; the tenant's own
+/// messages are not logged.
+#[tokio::test]
+async fn a_forged_tenant_signature_is_refused_and_logged() {
+    use dehr_core::crypto::{KeyType, generate_private_jwk};
+    use dehr_core::jws::PrivateKeySigner;
+
+    let (dwn, alice) = (engine(), Actor::new());
+    let own = builders::records_write(note(b"mine", 1), &alice.signer).unwrap();
+    let reply = dwn
+        .process_message(&alice.did, json(&own), data(b"mine"))
+        .await;
+    assert_eq!(code(&reply), 202, "{:?}", reply.status);
+
+    // Mallory signs with her own key, under Alice's key id.
+    let forger = PrivateKeySigner::new(
+        format!("{}#0", alice.did),
+        generate_private_jwk(KeyType::Ed25519),
+    )
+    .unwrap();
+    let forged = builders::records_write(note(b"forged", 2), &forger).unwrap();
+    let reply = dwn
+        .process_message(&alice.did, json(&forged), data(b"forged"))
+        .await;
+    assert_eq!(code(&reply), 401, "{:?}", reply.status);
+
+    let read = builders::access_log_read(None, None, &alice.signer).unwrap();
+    let reply = dwn.process_message(&alice.did, json(&read), None).await;
+    assert_eq!(code(&reply), 200, "{:?}", reply.status);
+    let body = reply.to_json();
+    let entries = body["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "only the forgery is logged: {entries:?}");
+    let entry = &entries[0]["entry"];
+    assert_eq!(entry["actor"], json!(alice.did));
+    assert_eq!(entry["status"], json!(401));
+    assert_eq!(entry["recordIds"][0], json!(forged.record_id));
+}
